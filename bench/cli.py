@@ -1,0 +1,130 @@
+"""The ``bench`` command line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bench.errors import BenchError
+from bench.registry import METHODS, POLICIES, SUITES
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Benchmark inference acceleration methods for VLA policies (LIBERO, SIMPLER).")  # fmt: skip
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+DEFAULT_OUT = Path("results/runs")
+
+
+def parse_tasks(text: str) -> list[int] | None:
+    if text == "all":
+        return None
+    try:
+        return sorted({int(t) for t in text.split(",") if t.strip()})
+    except ValueError:
+        raise BenchError(f"--tasks takes 'all' or comma-separated task ids like 0,3; got {text!r}") from None
+
+
+def parse_sets(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BenchError(f"--set takes key=value; got {item!r}")
+        out[key] = value
+    return out
+
+
+@app.command()
+def run(
+    method: Annotated[str, typer.Option(help="acceleration method (see `bench ls`)")] = "baseline",
+    suite: Annotated[str, typer.Option(help="task suite, e.g. libero_object, libero_long")] = "libero_object",
+    tasks: Annotated[str, typer.Option(help="'all' or task ids, e.g. 0,3")] = "all",
+    episodes_per_task: Annotated[int, typer.Option(min=1, help="episode i uses official init state i")] = 50,
+    max_steps: Annotated[Optional[int], typer.Option(min=1, help="policy steps (default: the suite protocol)")] = None,
+    policy: Annotated[str, typer.Option(help="policy name (see `bench ls`)")] = "tiny-openvla",
+    checkpoint: Annotated[Optional[str], typer.Option(help="HF-format checkpoint directory")] = None,
+    out: Annotated[Path, typer.Option(help="root of run directories")] = DEFAULT_OUT,
+    video: Annotated[bool, typer.Option(help="write an mp4 per episode")] = False,
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
+    dtype: Annotated[str, typer.Option(help="fp32 | bf16 | fp16")] = "fp32",
+    set_: Annotated[list[str], typer.Option("--set", help="method hyper-parameter key=value (repeatable)")] = [],  # noqa: B006
+    retry_errors: Annotated[bool, typer.Option(help="re-run episodes recorded as errors")] = False,
+    seed: Annotated[int, typer.Option(help="global seed (policy side; env seeding follows the protocol)")] = 7,
+) -> None:
+    """Run (or resume) episodes of METHOD on SUITE; results are appended to a run directory."""
+    from bench.run_command import run_command
+
+    run_command(method=method, suite=suite, tasks=parse_tasks(tasks), episodes_per_task=episodes_per_task,
+                max_steps=max_steps, policy=policy, checkpoint=checkpoint, out=out, video=video, device=device,
+                dtype=dtype, params=parse_sets(set_), retry_errors=retry_errors, seed=seed, console=console)  # fmt: skip
+
+
+@app.command("ls")
+def list_registered() -> None:
+    """List methods, suites and policies."""
+    for title, reg in (("methods", METHODS), ("suites", SUITES), ("policies", POLICIES)):
+        table = Table(title=title, title_justify="left", show_header=False, box=None)
+        for e in reg.entries():
+            aliases = reg.aliases_of(e.name)
+            table.add_row(f"[bold]{e.name}[/]" + (f" ({', '.join(aliases)})" if aliases else ""), e.summary)
+        console.print(table)
+
+
+@app.command()
+def flops(
+    policy: Annotated[str, typer.Option(help="model preset: openvla-7b | tiny")] = "openvla-7b",
+    text_tokens: Annotated[int, typer.Option(min=1, help="prompt tokens after BOS (n = 1 + 256 + this)")] = 28,
+) -> None:
+    """MACs/FLOPs breakdown of one baseline policy step (meta device: no weights needed)."""
+    from bench.profiler.flops import policy_step_macs
+
+    name = "tiny" if policy in ("tiny", "tiny-openvla") else policy
+    r = policy_step_macs(name, text_tokens).report()
+    n = 1 + 256 + text_tokens
+    console.print(f"[bold]{policy}[/] one policy step, batch 1, prefill n = {n} tokens, 1 prefill + 6 decode steps")
+    console.print(f"paper convention (LLM decoder layers, prefill only, 4nd²+2n²d+3ndm): "
+                  f"[bold]{r['paper_prefill_macs'] / 1e12:.4f} T MACs[/] (the papers' \"TFLOPs\")")  # fmt: skip
+    table = Table("region", "MACs", "FLOPs (2·MAC)", "share")
+    for key in sorted(k for k in r if k.startswith("macs_") and k != "macs_total"):
+        table.add_row(key[5:], f"{r[key] / 1e9:,.2f} G", f"{2 * r[key] / 1e9:,.2f} G", f"{r[key] / r['macs_total']:.1%}")
+    table.add_row("[bold]total[/]", f"{r['macs_total'] / 1e9:,.2f} G", f"{r['flops_total'] / 1e9:,.2f} G", "100%")
+    console.print(table)
+
+
+@app.command()
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="run directories (or roots containing them)")],
+    out: Annotated[Path, typer.Option(help="output folder for tables and plots")] = Path("reports"),
+) -> None:
+    """Summarise runs: success with Wilson 95% CI, steps, latency and MACs → Markdown, CSV and a plot."""
+    from bench.report import write_summary
+
+    write_summary(run_dirs, out, console)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except BenchError as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        console.print("interrupted: finished episodes are saved; rerun the same command to resume.")
+        sys.exit(130)
+    except Exception as exc:  # a click usage error or a bug: one line unless BENCH_DEBUG is set
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        if os.environ.get("BENCH_DEBUG"):
+            raise
+        console.print(f"[red]error:[/] {type(exc).__name__}: {exc} (set BENCH_DEBUG=1 for the traceback)", highlight=False)
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""Native OpenVLA-architecture model (Prismatic vision + projector + Llama executor) and its checkpoints."""

@@ -1,0 +1,102 @@
+"""Read and write HF-format OpenVLA checkpoint directories (config.json + safetensors + tokenizer.json)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from bench.errors import BenchError
+from bench.models.config import OpenVLAConfig
+from bench.models.openvla import OpenVLA
+from bench.models.tokenizer import PromptTokenizer
+
+# Tensors real checkpoints carry that the forward never uses (SigLIP's pooling head); kept for round trips.
+UNUSED_PREFIXES = ("vision_backbone.featurizer.attn_pool.", "vision_backbone.fused_featurizer.attn_pool.",
+                   "vision_backbone.featurizer.head.", "vision_backbone.fused_featurizer.head.")  # fmt: skip
+
+
+def _weight_files(path: Path) -> list[Path]:
+    index = path / "model.safetensors.index.json"
+    if index.exists():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [path / s for s in shards]
+    files = sorted(path.glob("model*.safetensors"))
+    if not files:
+        raise BenchError(f"no model*.safetensors in checkpoint directory {path}")
+    return files
+
+
+def read_config(path: Path) -> OpenVLAConfig:
+    cfg_file = Path(path) / "config.json"
+    if not cfg_file.exists():
+        raise BenchError(f"{path} is not an OpenVLA checkpoint directory (no config.json)")
+    try:
+        return OpenVLAConfig.from_hf(json.loads(cfg_file.read_text()))
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise BenchError(f"{cfg_file} is not a valid OpenVLA config: {exc!r}") from None
+
+
+def _summarize(keys: set[str], limit: int = 5) -> str:
+    shown = sorted(keys)[:limit]
+    return ", ".join(shown) + (f" … (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def load_openvla(path: Path | str, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> tuple[OpenVLA, PromptTokenizer]:
+    """Build the model on the meta device and assign the checkpoint's tensors (cast to ``dtype``)."""
+    path = Path(path)
+    cfg = read_config(path)
+    with torch.device("meta"):
+        model = OpenVLA(cfg)
+    expected = set(model.state_dict())
+    tensors: dict[str, torch.Tensor] = {}
+    for file in _weight_files(path):
+        with safe_open(str(file), framework="pt", device="cpu") as f:
+            for key in f.keys():  # noqa: SIM118 - safe_open is not a mapping
+                tensors[key] = f.get_tensor(key)
+    unused = {k for k in tensors if k.startswith(UNUSED_PREFIXES)}
+    missing, unexpected = expected - set(tensors), set(tensors) - expected - unused
+    if missing or unexpected:
+        parts = [f"missing {len(missing)} keys: {_summarize(missing)}" if missing else "",
+                 f"unexpected {len(unexpected)} keys: {_summarize(unexpected)}" if unexpected else ""]  # fmt: skip
+        raise BenchError(f"checkpoint {path} does not match the OpenVLA architecture: " + "; ".join(p for p in parts if p))
+    for k in expected:
+        want = model.state_dict()[k].shape
+        if tensors[k].shape != want:
+            raise BenchError(f"checkpoint {path}: {k} has shape {tuple(tensors[k].shape)}, config implies {tuple(want)}")
+    model.load_state_dict({k: tensors[k].to(device=device, dtype=dtype) for k in expected}, assign=True)
+    model.unused_tensors = {k: tensors[k] for k in unused}
+    model.eval()
+    return model, PromptTokenizer.from_dir(path, cfg.bos_token_id)
+
+
+def save_openvla(model: OpenVLA, tokenizer: PromptTokenizer, path: Path | str) -> None:
+    """Write config.json, model.safetensors and tokenizer.json (the layout ``load_openvla`` reads)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(model.cfg.to_hf(), indent=2) + "\n")
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state.update(getattr(model, "unused_tensors", {}))
+    save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
+    tokenizer.save(path)
+
+
+def fingerprint(path: Path | str) -> str:
+    """Identity of a checkpoint for run hashes: config, tokenizer and each weight file's size and ends."""
+    path = Path(path)
+    h = hashlib.sha256()
+    for name in ("config.json", "tokenizer.json"):
+        if (path / name).exists():
+            h.update((path / name).read_bytes())
+    for file in _weight_files(path):
+        size = file.stat().st_size
+        h.update(f"{file.name}:{size}".encode())
+        with open(file, "rb") as f:
+            h.update(f.read(1 << 20))
+            f.seek(max(0, size - (1 << 20)))
+            h.update(f.read(1 << 20))
+    return h.hexdigest()[:16]

@@ -1,0 +1,129 @@
+"""OpenVLA (Prismatic): fused DINOv2+SigLIP features → MLP projector → Llama-2, 7 greedy action tokens."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.models.config import OpenVLAConfig
+from bench.models.llama import KVCache, LlamaExecutor
+from bench.models.steering import Steering
+from bench.models.vit import VisionTransformer
+from bench.profiler.flops import MacMeter
+from bench.profiler.timing import RegionTimer
+
+DINO_MEAN, DINO_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+SIGLIP_MEAN, SIGLIP_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+ACTION_DIM = 7
+
+
+class VisionBackbone(nn.Module):
+    def __init__(self, cfg: OpenVLAConfig) -> None:
+        super().__init__()
+        self.featurizer = VisionTransformer(cfg.vision[0])
+        self.fused_featurizer = VisionTransformer(cfg.vision[1]) if len(cfg.vision) > 1 else None
+
+    def forward(self, pixel_values: torch.Tensor, meter: MacMeter | None = None) -> torch.Tensor:
+        """[B, 6, 224, 224] (DINOv2- then SigLIP-normalised) → [B, 256, vision_dim]."""
+        feats = self.featurizer(pixel_values[:, :3], meter)
+        if self.fused_featurizer is None:
+            return feats
+        return torch.cat([feats, self.fused_featurizer(pixel_values[:, 3:], meter)], dim=2)
+
+
+class Projector(nn.Module):
+    """Prismatic 'fused-gelu-mlp': fc1 (v→4v) GELU fc2 (→d) GELU fc3 (d→d)."""
+
+    def __init__(self, vision_dim: int, llm_dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(vision_dim, 4 * vision_dim)
+        self.fc2 = nn.Linear(4 * vision_dim, llm_dim)
+        self.fc3 = nn.Linear(llm_dim, llm_dim)
+
+    def forward(self, x: torch.Tensor, meter: MacMeter | None = None) -> torch.Tensor:
+        if meter is not None:
+            n, v, d = x.shape[0] * x.shape[1], self.fc1.in_features, self.fc3.out_features
+            meter.add("projector", n * (v * 4 * v + 4 * v * d + d * d))
+        return self.fc3(F.gelu(self.fc2(F.gelu(self.fc1(x)))))
+
+
+class OpenVLA(nn.Module):
+    def __init__(self, cfg: OpenVLAConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.vision_backbone = VisionBackbone(cfg)
+        self.projector = Projector(cfg.vision_dim, cfg.text.hidden_size)
+        self.language_model = LlamaExecutor(cfg.text)
+        bins = np.linspace(-1, 1, cfg.n_action_bins)
+        self.bin_centers = (bins[:-1] + bins[1:]) / 2.0
+
+    def pixel_values(self, image: np.ndarray) -> torch.Tensor:
+        """224×224×3 uint8 → [1, 6, 224, 224] with both normalisations (resize-naive is a no-op at 224)."""
+        w = self.projector.fc1.weight
+        x = torch.from_numpy(np.ascontiguousarray(image)).to(w.device).permute(2, 0, 1).float() / 255.0
+        dino = (x - torch.tensor(DINO_MEAN, device=w.device)[:, None, None]) / torch.tensor(DINO_STD, device=w.device)[:, None, None]
+        sig = (x - torch.tensor(SIGLIP_MEAN, device=w.device)[:, None, None]) / torch.tensor(SIGLIP_STD, device=w.device)[:, None, None]
+        return torch.cat([dino, sig])[None].to(w.dtype)
+
+    def prefill_embeddings(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, meter: MacMeter | None) -> torch.Tensor:
+        """[BOS] + projected patches + prompt tokens after BOS: image tokens sit at positions 1..256."""
+        patches = self.projector(self.vision_backbone(pixel_values, meter), meter)
+        text = self.language_model.model.embed_tokens(input_ids)
+        return torch.cat([text[:, :1], patches, text[:, 1:]], dim=1)
+
+    def with_empty_token(self, input_ids: list[int]) -> list[int]:
+        return input_ids if input_ids[-1] == self.cfg.empty_token_id else [*input_ids, self.cfg.empty_token_id]
+
+    def new_cache(self, n_prefill: int, steering: Steering | None = None) -> KVCache:
+        extra = steering.extra_slots if steering else 0
+        return self.language_model.new_cache(n_prefill + extra + ACTION_DIM)
+
+    @torch.inference_mode()
+    def predict_action_tokens(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: list[int],
+        cache: KVCache,
+        steering: Steering | None = None,
+        meter: MacMeter | None = None,
+        timer: RegionTimer | None = None,
+    ) -> list[int]:
+        """Greedy decoding of 7 action tokens: 1 prefill + 6 decode steps; the cache is cropped to the prefill.
+
+        Timed regions: ``vision`` (backbone + projector + embeddings), ``prefill`` (the decoder-layer loop:
+        the paper's latency region) and ``decode`` (lm_head + 6 decode steps).
+        """
+        timer = timer or RegionTimer(pixel_values.device)
+        lm = self.language_model
+        with timer.region("vision"):
+            ids = torch.tensor([self.with_empty_token(input_ids)], device=pixel_values.device)
+            embeds = self.prefill_embeddings(pixel_values, ids, meter)
+        with timer.region("prefill"):
+            hidden, _ = lm.prefill(embeds, cache, steering, meter)
+        n = embeds.shape[1]
+        first_decode_slot = n + (steering.extra_slots if steering else 0)
+        tokens: list[int] = []
+        with timer.region("decode"):
+            for i in range(ACTION_DIM):
+                token = lm.logits(hidden, meter).argmax(-1)
+                tokens.append(int(token))
+                if i + 1 < ACTION_DIM:
+                    pos = steering.decode_position(i, n) if steering else n + i
+                    hidden = lm.decode(token, first_decode_slot + i, pos, cache, meter)
+        cache.live[:, first_decode_slot:] = False  # crop: only the prefill's K/V carry to the next step
+        cache.steps += 1
+        return tokens
+
+    def tokens_to_normalized(self, tokens: list[int]) -> np.ndarray:
+        """Token t → bin index clip(n_text_vocab − t − 1, 0, 254) → bin center in [-1, 1]."""
+        d = self.cfg.n_text_vocab - np.asarray(tokens)
+        idx = np.clip(d - 1, 0, self.bin_centers.shape[0] - 1)
+        return self.bin_centers[idx]
+
+    def unnormalize(self, normalized: np.ndarray, unnorm_key: str) -> np.ndarray:
+        stats = self.cfg.norm_stats[unnorm_key]["action"]
+        q01, q99 = np.asarray(stats["q01"]), np.asarray(stats["q99"])
+        mask = np.asarray(stats.get("mask", np.ones_like(q01, dtype=bool)), dtype=bool)
+        return np.where(mask, 0.5 * (normalized + 1) * (q99 - q01) + q01, normalized)

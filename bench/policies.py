@@ -1,0 +1,85 @@
+"""OpenVLA-family policy adapter: LIBERO observation → OpenVLA image chain → model (+ method) → env action."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.errors import BenchError
+from bench.models.checkpoint import fingerprint, load_openvla
+from bench.models.steering import Steering
+from bench.models.tokenizer import openvla_prompt
+from bench.profiler.flops import MacMeter
+from bench.profiler.timing import RegionTimer
+from envs.preprocessing import openvla_image_chain
+
+TINY_CHECKPOINT = Path(__file__).parent / "assets" / "tiny-openvla"
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def gripper_to_env(g: float) -> float:
+    """Model gripper in [0,1] (1 = open) → robosuite (−1 = open): normalize+binarize, then invert."""
+    return -float(np.sign(2.0 * g - 1.0))
+
+
+class OpenVLAPolicy:
+    def __init__(self, name: str, checkpoint: Path, steering: Steering, unnorm_key: str,
+                 device: str = "cpu", dtype: str = "fp32", center_crop: bool = True) -> None:  # fmt: skip
+        self.name = name
+        self.checkpoint = Path(checkpoint)
+        self.model, self.tokenizer = load_openvla(self.checkpoint, DTYPES[dtype], device)
+        self.steering = steering
+        self.device, self.dtype, self.center_crop = device, dtype, center_crop
+        stats = self.model.cfg.norm_stats
+        key = unnorm_key if unnorm_key in stats else f"{unnorm_key}_no_noops"
+        if key not in stats:
+            raise BenchError(f"checkpoint {checkpoint} has no norm_stats for {unnorm_key!r}; it has {sorted(stats)}")
+        self.unnorm_key = key
+        self._fingerprint = fingerprint(self.checkpoint)
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "checkpoint": str(self.checkpoint), "fingerprint": self._fingerprint,
+                "device": self.device, "dtype": self.dtype, "unnorm_key": self.unnorm_key,
+                "center_crop": self.center_crop, "attention": "sdpa" + ("" if self.steering.causal else "-noncausal"),
+                "n_parameters": sum(p.numel() for p in self.model.parameters())}  # fmt: skip
+
+    def reset(self, instruction: str, episode_seed: int) -> None:
+        self.input_ids = self.tokenizer.encode(openvla_prompt(instruction))
+        n_prefill = len(self.model.with_empty_token(self.input_ids)) + self.model.cfg.vision[0].grid ** 2
+        self.cache = self.model.new_cache(n_prefill, self.steering)
+        self.steering.reset_episode(episode_seed)
+        self.step_index = 0
+
+    def act(self, obs: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, Any]]:
+        timer, meter = RegionTimer(self.device), MacMeter()
+        with timer.region("step"):
+            with timer.region("preprocess"):
+                image = openvla_image_chain(obs["agentview_image"], crop=self.center_crop)
+                pixels = self.model.pixel_values(image)
+            t0 = time.perf_counter()
+            self.steering.begin_step(image, self.step_index)
+            method_s = time.perf_counter() - t0
+            tokens = self.model.predict_action_tokens(pixels, self.input_ids, self.cache, self.steering, meter, timer)
+            action = self.model.unnormalize(self.model.tokens_to_normalized(tokens), self.unnorm_key)
+            action[-1] = gripper_to_env(action[-1])
+        self.step_index += 1
+        record = {**timer.report(), **meter.report(), "time_method_begin_s": method_s, **self.steering.step_record()}
+        return action, record
+
+
+def load_openvla_policy(name: str, checkpoint: str | None, steering: Steering, suite: str,
+                        device: str = "cpu", dtype: str = "fp32") -> OpenVLAPolicy:  # fmt: skip
+    if checkpoint is None:
+        if name != "tiny-openvla":
+            raise BenchError(f"policy {name!r} needs --checkpoint DIR (an HF-format OpenVLA checkpoint directory)")
+        checkpoint = str(TINY_CHECKPOINT)
+    if not Path(checkpoint).is_dir():
+        raise BenchError(f"checkpoint directory {checkpoint!r} does not exist")
+    return OpenVLAPolicy(name, Path(checkpoint), steering, suite, device, dtype)

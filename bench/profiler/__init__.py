@@ -1,0 +1,1 @@
+"""Measurement: MAC/FLOP accounting from executed shapes, timing regions."""

@@ -1,0 +1,74 @@
+"""Count multiply-accumulates (MACs) from the shapes the model actually executes.
+
+Two views (methods.md §7):
+- **paper**: the VLA-Cache/SparseVLM counter — LLM decoder layers of the prefill only,
+  ``4·n·d² + 2·n²·d + 3·n·d·m`` per layer with n = query rows entering the layer. MAC units
+  (the papers call them "TFLOPs").
+- **full**: every matmul of the policy step by region (vision, projector, prefill, decode, lm_head,
+  method overheads), in MACs; FLOPs = 2·MACs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+
+class MacMeter:
+    """Accumulates MACs per region, plus the paper-convention prefill counter."""
+
+    def __init__(self) -> None:
+        self.regions: dict[str, int] = defaultdict(int)
+        self.paper_prefill = 0
+
+    def add(self, region: str, macs: int) -> None:
+        self.regions[region] += int(macs)
+
+    def add_paper_layer(self, n: int, d: int, m: int) -> None:
+        self.paper_prefill += 4 * n * d * d + 2 * n * n * d + 3 * n * d * m
+
+    def linear(self, region: str, rows: int, d_in: int, d_out: int) -> None:
+        self.add(region, rows * d_in * d_out)
+
+    @property
+    def total(self) -> int:
+        return sum(self.regions.values())
+
+    def reset(self) -> None:
+        self.regions.clear()
+        self.paper_prefill = 0
+
+    def report(self) -> dict[str, Any]:
+        """Flat record: ``macs_<region>``, ``macs_total``, ``flops_total`` and ``paper_prefill_macs``."""
+        out: dict[str, Any] = {f"macs_{k}": v for k, v in sorted(self.regions.items())}
+        out["macs_total"] = self.total
+        out["flops_total"] = 2 * self.total
+        out["paper_prefill_macs"] = self.paper_prefill
+        return out
+
+
+def policy_step_macs(preset_name: str, text_tokens: int) -> MacMeter:
+    """MACs of one baseline OpenVLA step for a preset, executed on the meta device (no weights needed).
+
+    ``text_tokens`` counts the prompt tokens after BOS (including the appended empty token), so the
+    prefill length is n = 1 + 256 + text_tokens.
+    """
+    import torch
+
+    from bench.models.openvla import ACTION_DIM
+    from bench.models.presets import build, preset
+
+    model = build(preset(preset_name), device="meta")
+    lm, meter = model.language_model, MacMeter()
+    pixels = torch.empty(1, 6, 224, 224, device="meta")
+    ids = torch.zeros(1, 1 + text_tokens, dtype=torch.long, device="meta")
+    embeds = model.prefill_embeddings(pixels, ids, meter)
+    n = embeds.shape[1]
+    cache = model.new_cache(n)
+    hidden, _ = lm.prefill(embeds, cache, None, meter)
+    token = torch.zeros(1, dtype=torch.long, device="meta")
+    for i in range(ACTION_DIM):
+        lm.logits(hidden, meter)
+        if i + 1 < ACTION_DIM:
+            hidden = lm.decode(token, n + i, n + i, cache, meter)
+    return meter

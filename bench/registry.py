@@ -1,0 +1,75 @@
+"""Lazy registries: names map to 'module:attribute' strings so `bench ls` imports neither torch nor MuJoCo."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.errors import unknown_name
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    target: str  # "package.module:attribute"
+    summary: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+class Registry:
+    """Name → lazily imported object, with aliases and did-you-mean errors."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}
+        self._aliases: dict[str, str] = {}
+
+    def add(self, name: str, target: str, summary: str, aliases: tuple[str, ...] = (), **defaults: Any) -> None:
+        self._entries[name] = Entry(name, target, summary, dict(defaults))
+        for alias in aliases:
+            self._aliases[alias] = name
+
+    def resolve(self, name: str) -> Entry:
+        """Return the entry for a name or alias; raise a did-you-mean BenchError otherwise."""
+        canonical = self._aliases.get(name, name)
+        if canonical not in self._entries:
+            raise unknown_name(self.kind, name, [*self._entries, *self._aliases])
+        return self._entries[canonical]
+
+    def load(self, name: str) -> Any:
+        module, _, attr = self.resolve(name).target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def entries(self) -> list[Entry]:
+        return list(self._entries.values())
+
+    def aliases_of(self, name: str) -> list[str]:
+        return [a for a, n in self._aliases.items() if n == name]
+
+
+METHODS = Registry("method")
+SUITES = Registry("suite")
+POLICIES = Registry("policy")
+
+METHODS.add("baseline", "methods.baseline:Baseline", "full compute: every token, every layer (empty compute plan)")
+
+for _name, _steps in {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520, "libero_90": 400}.items():
+    SUITES.add(
+        _name,
+        "envs.libero:LiberoSuite",
+        f"LIBERO {_name.split('_', 1)[1]} (OpenVLA protocol, {_steps} policy steps)",
+        aliases=("libero_long",) if _name == "libero_10" else (),
+    )
+
+POLICIES.add(
+    "tiny-openvla",
+    "bench.policies:load_openvla_policy",
+    "embedded tiny OpenVLA-architecture policy shipped in the repo (CPU, seconds per episode)",
+    aliases=("tiny",),
+)
+POLICIES.add(
+    "openvla-7b",
+    "bench.policies:load_openvla_policy",
+    "OpenVLA-7B; needs --checkpoint DIR with an HF-format OpenVLA checkpoint",
+)

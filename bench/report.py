@@ -1,0 +1,92 @@
+"""Summaries of finished runs: one row per run, success with Wilson CI, cost per step. Never re-runs models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from bench.errors import BenchError
+from bench.stats import wilson_interval
+from bench.store import MANIFEST, latest_by_key, read_episodes, read_manifest
+
+
+def find_runs(paths: list[Path]) -> list[Path]:
+    runs: list[Path] = []
+    for p in paths:
+        if not p.exists():
+            raise BenchError(f"{p} does not exist")
+        runs += [p] if (p / MANIFEST).exists() else sorted(m.parent for m in p.rglob(MANIFEST))
+    if not runs:
+        raise BenchError(f"no run directories (with {MANIFEST}) under {', '.join(map(str, paths))}")
+    return runs
+
+
+def summarize_run(run_dir: Path) -> dict:
+    manifest = read_manifest(run_dir)
+    spec = manifest["spec"]
+    planned = {f"{t}:{i}" for t in spec["tasks"] for i in range(spec["episodes_per_task"])}
+    records = [r for k, r in latest_by_key(read_episodes(run_dir)).items() if k in planned]
+    ok = [r for r in records if r["status"] == "ok"]
+    n, wins = len(records), sum(r["success"] for r in records)
+    lo, hi = wilson_interval(wins, n)
+
+    def med(field: str) -> float:
+        vals = [r["summary"][field] for r in ok if field in r.get("summary", {})]
+        return float(pd.Series(vals).median()) if vals else float("nan")
+
+    return {
+        "suite": spec["suite"], "policy": spec["policy"], "method": spec["method"], "run": manifest["run_hash"],
+        "episodes": n, "planned": len(planned), "errors": n - len(ok), "successes": wins,
+        "success_rate": wins / n if n else float("nan"), "ci95_low": lo, "ci95_high": hi,
+        "mean_steps": float(pd.Series([r["steps"] for r in ok]).mean()) if ok else float("nan"),
+        "step_ms_median": 1e3 * med("time_step_s_median"),
+        "prefill_ms_median": 1e3 * med("time_prefill_s_median"),
+        "paper_prefill_GMACs": med("paper_prefill_macs_mean") / 1e9,
+        "total_GMACs": med("macs_total_mean") / 1e9,
+        "device": manifest["policy"].get("device"), "dtype": manifest["policy"].get("dtype"),
+    }  # fmt: skip
+
+
+def write_summary(paths: list[Path], out: Path, console: Console) -> pd.DataFrame:
+    df = pd.DataFrame([summarize_run(r) for r in find_runs(paths)]).sort_values(["suite", "policy", "method"])
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "summary.csv", index=False)
+    view = df.assign(
+        success=[f"{r.success_rate:.1%} [{r.ci95_low:.1%}, {r.ci95_high:.1%}] (n={r.episodes})" for r in df.itertuples()]
+    )[["suite", "policy", "method", "success", "errors", "mean_steps", "step_ms_median", "prefill_ms_median",
+       "paper_prefill_GMACs", "total_GMACs", "device", "run"]]  # fmt: skip
+    (out / "summary.md").write_text(
+        "Success: rate [Wilson 95% CI] (n episodes). Latencies: median over episodes of per-episode median "
+        "per-step wall time (end-to-end policy step; prefill = LLM decoder-layer loop). MACs: per step; "
+        "paper = prefill decoder layers only (4nd²+2n²d+3ndm).\n\n" + view.to_markdown(index=False, floatfmt=".2f") + "\n"
+    )
+    _plot(df, out / "summary.png")
+    table = Table(*view.columns[:-2])
+    for row in view.itertuples(index=False):
+        table.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row[:-2]])
+    console.print(table)
+    console.print(f"wrote {out / 'summary.md'}, {out / 'summary.csv'}, {out / 'summary.png'}")
+    return df
+
+
+def _plot(df: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for (suite, method), g in df.groupby(["suite", "method"]):
+        yerr = [100 * (g.success_rate - g.ci95_low), 100 * (g.ci95_high - g.success_rate)]
+        ax.errorbar(g.step_ms_median, 100 * g.success_rate, yerr=yerr, fmt="o", capsize=4, label=f"{suite} · {method}")
+    ax.set_xlabel("median policy step latency (ms, end-to-end)")
+    ax.set_ylabel("success rate (%) with Wilson 95% CI")
+    ax.set_ylim(-5, 105)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,119 @@
+"""`bench run`: resolve names into a run spec, build suite/method/policy, run missing episodes."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bench.errors import BenchError
+from bench.registry import METHODS, POLICIES, SUITES
+from bench.rollout import EpisodeRecord
+from bench.spec import RunSpec
+
+
+def build_method(name: str, params: dict[str, str]) -> tuple[Any, dict[str, Any]]:
+    """Instantiate a method; ``params`` (strings from --set) are typed by the method's Config dataclass."""
+    cls = METHODS.load(name)
+    config_cls = getattr(cls, "Config", None)
+    if config_cls is None:
+        if params:
+            raise BenchError(f"method {name!r} takes no parameters; got {', '.join(params)}")
+        return cls(), {}
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    typed: dict[str, Any] = {}
+    for key, text in params.items():
+        if key not in fields:
+            raise BenchError(f"method {name!r} has no parameter {key!r}; it has {', '.join(fields)}")
+        default = getattr(config_cls(), key)
+        try:
+            typed[key] = type(default)(text) if not isinstance(default, bool) else text.lower() in ("1", "true", "yes")
+        except ValueError:
+            raise BenchError(f"--set {key}={text}: expected {type(default).__name__}") from None
+    config = config_cls(**typed)
+    return cls(config), dataclasses.asdict(config)
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise BenchError(f"--device takes cpu, cuda or auto; got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BenchError("--device cuda: no CUDA device is available")
+    return device
+
+
+class RunProgress:
+    """A progress bar whose description carries the running success rate."""
+
+    def __init__(self, console: Console, label: str) -> None:
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=console, transient=False)  # fmt: skip
+        self.label = label
+        self.successes = self.n = 0
+
+    def start(self, total: int, already: int) -> None:
+        self.task = self.bar.add_task(self.label, total=total, completed=already)
+        self.bar.start()
+
+    def advance(self, record: EpisodeRecord) -> None:
+        self.n += 1
+        self.successes += record.success
+        note = " [red]error[/]" if record.status == "error" else ""
+        self.bar.update(self.task, advance=1,
+                        description=f"{self.label} success {self.successes}/{self.n} this session{note}")  # fmt: skip
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+def run_command(*, method: str, suite: str, tasks: list[int] | None, episodes_per_task: int, max_steps: int | None,
+                policy: str, checkpoint: str | None, out: Path, video: bool, device: str, dtype: str,
+                params: dict[str, str], retry_errors: bool, seed: int, console: Console) -> None:  # fmt: skip
+    suite_entry, method_entry, policy_entry = SUITES.resolve(suite), METHODS.resolve(method), POLICIES.resolve(policy)
+    steering, method_params = build_method(method_entry.name, params)
+    if dtype not in ("fp32", "bf16", "fp16"):
+        raise BenchError(f"--dtype takes fp32, bf16 or fp16; got {dtype!r}")
+    the_suite = SUITES.load(suite_entry.name)(suite_entry.name)
+    all_tasks = the_suite.task_ids()
+    bad = [t for t in tasks or [] if t not in all_tasks]
+    if bad:
+        raise BenchError(f"{suite_entry.name} has tasks 0..{len(all_tasks) - 1}; got {bad}")
+    device = resolve_device(device)
+    loader = POLICIES.load(policy_entry.name)
+    the_policy = loader(policy_entry.name, checkpoint, steering, suite_entry.name, device=device, dtype=dtype)
+    protocol = the_suite.protocol
+    spec = RunSpec(
+        suite=suite_entry.name,
+        tasks=tuple(tasks if tasks is not None else all_tasks),
+        episodes_per_task=episodes_per_task,
+        max_steps=max_steps or protocol.max_steps,
+        policy=policy_entry.name,
+        policy_fingerprint=the_policy.fingerprint(),
+        method=method_entry.name,
+        method_params=method_params,
+        protocol={**dataclasses.asdict(protocol), "max_steps_override": max_steps is not None,
+                  "device": device, "dtype": dtype},  # fmt: skip
+        seed=seed,
+    )
+    from bench.manifest import environment
+    from bench.runner import execute
+
+    env_info = environment()
+    manifest = {"spec": spec.to_dict(), "run_hash": spec.run_hash, "policy": the_policy.describe(),
+                "method": {"name": method_entry.name, "params": method_params}, "created": env_info}  # fmt: skip
+    progress = RunProgress(console, f"{spec.suite}/{spec.method}")
+    try:
+        result = execute(spec, the_suite, the_policy, out, manifest, env_info, video=video,
+                         retry_errors=retry_errors, progress=progress)  # fmt: skip
+    finally:
+        progress.stop()
+    rate = result.successes / result.finished if result.finished else 0.0
+    console.print(f"ran {result.ran} episode(s); run has {result.finished}/{result.planned} finished, "
+                  f"{result.successes} successes ({rate:.1%}), {result.errors} errors → {result.run_dir}")  # fmt: skip

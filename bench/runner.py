@@ -1,0 +1,111 @@
+"""Run the planned episodes of a spec that are not yet in its store (resume = planned − finished)."""
+
+from __future__ import annotations
+
+import random
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.policy import Policy
+from bench.rollout import rollout
+from bench.spec import RunSpec, episode_key
+from bench.store import RunStore, latest_by_key, read_episodes, run_dir_for
+from envs.suite import Suite
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    ran: int
+    planned: int
+    successes: int
+    finished: int
+    errors: int
+
+
+def episode_seed(spec: RunSpec, task_id: int, init_index: int) -> int:
+    """Per-episode seed for policy/method RNGs: a function of the episode key, never of run order."""
+    return (spec.seed * 1_000_003 + task_id * 1_009 + init_index) % (2**31)
+
+
+def execute(
+    spec: RunSpec,
+    suite: Suite,
+    policy: Policy,
+    out_root: Path,
+    manifest: dict[str, Any],
+    environment: dict[str, Any],
+    *,
+    video: bool = False,
+    retry_errors: bool = False,
+    progress: Any = None,
+) -> RunResult:
+    store = RunStore(run_dir_for(out_root, spec))
+    try:
+        store.write_manifest_once(manifest)
+        store.log_invocation(environment)
+        done = store.finished(retry_errors=retry_errors)
+        todo = [k for k in spec.episode_keys() if episode_key(*k) not in done]
+        if progress is not None:
+            progress.start(total=len(spec.episode_keys()), already=len(spec.episode_keys()) - len(todo))
+        ran = 0
+        for task_id in dict.fromkeys(t for t, _ in todo):
+            task = suite.task(task_id)
+            try:
+                for _, init_index in (k for k in todo if k[0] == task_id):
+                    seed = episode_seed(spec, task_id, init_index)
+                    random.seed(seed)
+                    np.random.seed(seed % (2**32))  # policy-side only; the env's fixture RNG is managed by the task
+                    steps_log: list[dict[str, Any]] = []
+                    with _video(store.dir, task_id, init_index) if video else nullcontext() as frames:
+                        record = rollout(
+                            task, init_index, policy,
+                            max_steps=spec.max_steps,
+                            wait_steps=suite.protocol.wait_steps,
+                            wait_action=suite.protocol.wait_action,
+                            episode_seed=seed,
+                            on_step=steps_log.append,
+                            on_frame=frames.append if frames is not None else None,
+                        )  # fmt: skip
+                    store.append_steps(record.key, steps_log)
+                    store.append(record.to_json())
+                    ran += 1
+                    if progress is not None:
+                        progress.advance(record)
+            finally:
+                task.close()
+        latest = latest_by_key(read_episodes(store.dir))
+        planned = {episode_key(*k) for k in spec.episode_keys()}
+        mine = [r for k, r in latest.items() if k in planned]
+        return RunResult(
+            run_dir=store.dir,
+            ran=ran,
+            planned=len(planned),
+            successes=sum(r["success"] for r in mine),
+            finished=len(mine),
+            errors=sum(r["status"] == "error" for r in mine),
+        )
+    finally:
+        store.close()
+
+
+class _video:
+    """Collect the (rotated) agentview frames of one episode and write videos/<task>_<idx>.mp4 at 30 fps."""
+
+    def __init__(self, run_dir: Path, task_id: int, init_index: int) -> None:
+        self.path = run_dir / "videos" / f"task{task_id:02d}_ep{init_index:02d}.mp4"
+        self.frames: list[np.ndarray] = []
+
+    def __enter__(self) -> list[np.ndarray]:
+        return self.frames
+
+    def __exit__(self, *exc: object) -> None:
+        if self.frames:
+            import imageio.v2 as imageio
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            imageio.mimwrite(self.path, [f[::-1, ::-1] for f in self.frames], fps=30, macro_block_size=1)

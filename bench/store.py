@@ -1,0 +1,107 @@
+"""Append-only run store: manifest.json once, episodes.jsonl one fsynced line per finished episode.
+
+Crash safety: a record is written only after its episode ends, with flush+fsync, so ``kill -9`` loses at
+most the episode in flight. A torn last line (killed mid-write) is cut off when the store is reopened.
+An exclusive lock stops two processes from writing the same run.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+from bench.spec import RunSpec
+
+EPISODES = "episodes.jsonl"
+MANIFEST = "manifest.json"
+STEPS = "steps.jsonl"
+
+
+def run_dir_for(out_root: Path, spec: RunSpec) -> Path:
+    return out_root / spec.suite / spec.policy / spec.method / spec.run_hash
+
+
+def read_episodes(run_dir: Path) -> list[dict[str, Any]]:
+    """All complete records, in write order (a torn final line is ignored)."""
+    path = Path(run_dir) / EPISODES
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def latest_by_key(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The last record per episode key (a retried error is superseded by its retry)."""
+    return {r["key"]: r for r in records}
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / MANIFEST
+    if not path.exists():
+        raise BenchError(f"{run_dir} is not a run directory (no {MANIFEST})")
+    return json.loads(path.read_text())
+
+
+class RunStore:
+    def __init__(self, run_dir: Path) -> None:
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.dir / ".lock", "w")  # noqa: SIM115 - held for the store's lifetime
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BenchError(f"another bench process is writing {self.dir}; wait for it or kill it") from None
+        self._repair_torn_tail()
+
+    def _repair_torn_tail(self) -> None:
+        path = self.dir / EPISODES
+        if path.exists() and path.stat().st_size:
+            data = path.read_bytes()
+            if not data.endswith(b"\n"):
+                with open(path, "r+b") as f:
+                    f.truncate(data.rfind(b"\n") + 1)
+
+    def write_manifest_once(self, manifest: dict[str, Any]) -> None:
+        path = self.dir / MANIFEST
+        if path.exists():
+            return
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        os.replace(tmp, path)
+
+    def log_invocation(self, info: dict[str, Any]) -> None:
+        """Every (re)start appends its environment, so version drift across resumes is visible."""
+        self._append("invocations.jsonl", info)
+
+    def finished(self, retry_errors: bool = False) -> set[str]:
+        latest = latest_by_key(read_episodes(self.dir))
+        return {k for k, r in latest.items() if not (retry_errors and r.get("status") == "error")}
+
+    def append(self, record: dict[str, Any]) -> None:
+        self._append(EPISODES, record)
+
+    def append_steps(self, key: str, rows: list[dict[str, Any]]) -> None:
+        """Per-step rows of one episode, written before its record (readers keep rows of finished keys)."""
+        with open(self.dir / STEPS, "a") as f:
+            for row in rows:
+                f.write(json.dumps({"key": key, **row}, sort_keys=True, default=float) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _append(self, name: str, record: dict[str, Any]) -> None:
+        with open(self.dir / name, "a") as f:
+            f.write(json.dumps(record, sort_keys=True, default=float) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def close(self) -> None:
+        self._lock.close()

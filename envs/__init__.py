@@ -1,0 +1,1 @@
+"""Simulator suites: each supplies tasks, init states, protocol constants and success semantics."""

@@ -1,0 +1,135 @@
+"""LIBERO suites under the OpenVLA reference protocol (run_libero_eval.py, openvla@c8f03f4).
+
+Protocol: one env per task, ``env.seed(0)`` once, then episode i = i-th ``reset()`` followed by
+``set_init_state(init_states[i])``; 10 wait steps with ``[0,0,0,0,0,0,-1]``; success = first ``done``.
+
+Fixture poses (cabinets, stoves) are re-sampled from NumPy's *global* RNG on every hard reset and are not
+part of the init state, so episode i depends on how many resets came before it. To give episode i the
+reference's fixtures however episodes are split or resumed, a task replays the reset chain: it seeds once,
+and before episode i performs the missing ``reset()`` calls. The RNG state after each reset is saved and
+restored before the next one, so nothing the policy or the env does during an episode can shift it
+(``tests/test_libero.py`` checks the reference loop consumes no global RNG inside episodes either).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from bench.errors import BenchError
+from envs.suite import EvalProtocol
+
+MAX_STEPS = {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520, "libero_90": 400}
+WAIT_ACTION = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0)
+CAMERA = "agentview"  # the only camera the OpenVLA policy reads; the wrist camera is not rendered
+
+
+def reference_protocol(suite: str) -> EvalProtocol:
+    return EvalProtocol(max_steps=MAX_STEPS[suite], wait_steps=10, wait_action=WAIT_ACTION, env_seed=0, image_size=256)
+
+
+def _libero():
+    """Import LIBERO only after the render backend is configured (MuJoCo reads MUJOCO_GL at import)."""
+    from bench.render import configure_render_backend
+
+    configure_render_backend()
+    from libero.libero import benchmark, get_libero_path
+    from libero.libero.envs import OffScreenRenderEnv
+
+    return benchmark, get_libero_path, OffScreenRenderEnv
+
+
+@dataclass
+class LiberoTask:
+    """One LIBERO task: a lazily built env plus the reset chain that fixes fixture placement."""
+
+    suite: str
+    task_id: int
+    name: str
+    instruction: str
+    bddl_file: str
+    init_states: np.ndarray
+    protocol: EvalProtocol
+
+    def __post_init__(self) -> None:
+        self._env: Any = None
+        self._resets_done = 0
+        self._rng_after_reset: Any = None
+
+    @property
+    def n_init_states(self) -> int:
+        return len(self.init_states)
+
+    def _new_env(self) -> None:
+        self.close()
+        _, _, env_cls = _libero()
+        size = self.protocol.image_size
+        self._env = env_cls(
+            bddl_file_name=self.bddl_file, camera_heights=size, camera_widths=size, camera_names=[CAMERA]
+        )
+        self._env.seed(self.protocol.env_seed)  # seeds NumPy's global RNG, as the reference does
+        self._resets_done = 0
+        self._rng_after_reset = np.random.get_state()
+
+    def _reset_once(self) -> None:
+        np.random.set_state(self._rng_after_reset)
+        self._env.reset()
+        self._resets_done += 1
+        self._rng_after_reset = np.random.get_state()
+
+    def reset(self, init_index: int) -> dict[str, np.ndarray]:
+        """Put the env in episode ``init_index``'s start state (reset chain replayed as needed)."""
+        if not 0 <= init_index < self.n_init_states:
+            raise BenchError(f"{self.suite} task {self.task_id} has {self.n_init_states} init states; got {init_index}")
+        if self._env is None or self._resets_done > init_index:
+            self._new_env()
+        while self._resets_done <= init_index:
+            self._reset_once()
+        self.resets_replayed = init_index  # informational: resets before this episode's own
+        return self._env.set_init_state(self.init_states[init_index])
+
+    def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], bool]:
+        obs, _reward, done, _info = self._env.step(np.asarray(action, dtype=np.float64).tolist())
+        return obs, bool(done)
+
+    def close(self) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+
+class LiberoSuite:
+    """A LIBERO task suite (identity task order, 50 official init states per task)."""
+
+    def __init__(self, name: str) -> None:
+        if name not in MAX_STEPS:
+            raise BenchError(f"unknown LIBERO suite {name!r}")
+        self.name = name
+        self.protocol = reference_protocol(name)
+
+    @cached_property
+    def _benchmark(self) -> Any:
+        benchmark, _, _ = _libero()
+        return benchmark.get_benchmark_dict()[self.name](task_order_index=0)
+
+    def task_ids(self) -> list[int]:
+        return list(range(self._benchmark.n_tasks))
+
+    def task(self, task_id: int) -> LiberoTask:
+        if task_id not in self.task_ids():
+            raise BenchError(f"{self.name} has tasks 0..{self._benchmark.n_tasks - 1}; got {task_id}")
+        _, get_libero_path, _ = _libero()
+        t = self._benchmark.get_task(task_id)
+        return LiberoTask(
+            suite=self.name,
+            task_id=task_id,
+            name=t.name,
+            instruction=t.language,
+            bddl_file=os.path.join(get_libero_path("bddl_files"), t.problem_folder, t.bddl_file),
+            init_states=np.asarray(self._benchmark.get_task_init_states(task_id)),
+            protocol=self.protocol,
+        )

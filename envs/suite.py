@@ -1,0 +1,42 @@
+"""What the rollout loop needs from a simulator suite, whatever the simulator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    """Evaluation constants of a suite; every deviation from the reference is a named flag."""
+
+    max_steps: int
+    wait_steps: int
+    wait_action: tuple[float, ...]
+    env_seed: int
+    image_size: int
+    flags: dict[str, Any] = field(default_factory=dict)
+
+
+class Task(Protocol):
+    task_id: int
+    name: str
+    instruction: str
+    n_init_states: int
+
+    def reset(self, init_index: int) -> dict[str, np.ndarray]: ...
+
+    def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], bool]: ...
+
+    def close(self) -> None: ...
+
+
+class Suite(Protocol):
+    name: str
+    protocol: EvalProtocol
+
+    def task_ids(self) -> list[int]: ...
+
+    def task(self, task_id: int) -> Task: ...
