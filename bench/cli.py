@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -15,7 +15,7 @@ from bench.errors import BenchError
 from bench.registry import METHODS, POLICIES, SUITES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Benchmark inference acceleration methods for VLA policies (LIBERO, SIMPLER).")  # fmt: skip
+                  help="Benchmark inference acceleration methods for VLA policies (LIBERO, SIMPLER).")
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 DEFAULT_OUT = Path("results/runs")
 
@@ -45,9 +45,9 @@ def run(
     suite: Annotated[str, typer.Option(help="task suite, e.g. libero_object, libero_long")] = "libero_object",
     tasks: Annotated[str, typer.Option(help="'all' or task ids, e.g. 0,3")] = "all",
     episodes_per_task: Annotated[int, typer.Option(min=1, help="episode i uses official init state i")] = 50,
-    max_steps: Annotated[Optional[int], typer.Option(min=1, help="policy steps (default: the suite protocol)")] = None,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="policy steps (default: the suite protocol)")] = None,
     policy: Annotated[str, typer.Option(help="policy name (see `bench ls`)")] = "tiny-openvla",
-    checkpoint: Annotated[Optional[str], typer.Option(help="HF-format checkpoint directory")] = None,
+    checkpoint: Annotated[str | None, typer.Option(help="HF-format checkpoint directory")] = None,
     out: Annotated[Path, typer.Option(help="root of run directories")] = DEFAULT_OUT,
     video: Annotated[bool, typer.Option(help="write an mp4 per episode")] = False,
     device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
@@ -61,7 +61,7 @@ def run(
 
     run_command(method=method, suite=suite, tasks=parse_tasks(tasks), episodes_per_task=episodes_per_task,
                 max_steps=max_steps, policy=policy, checkpoint=checkpoint, out=out, video=video, device=device,
-                dtype=dtype, params=parse_sets(set_), retry_errors=retry_errors, seed=seed, console=console)  # fmt: skip
+                dtype=dtype, params=parse_sets(set_), retry_errors=retry_errors, seed=seed, console=console)
 
 
 @app.command("ls")
@@ -88,7 +88,7 @@ def flops(
     n = 1 + 256 + text_tokens
     console.print(f"[bold]{policy}[/] one policy step, batch 1, prefill n = {n} tokens, 1 prefill + 6 decode steps")
     console.print(f"paper convention (LLM decoder layers, prefill only, 4nd²+2n²d+3ndm): "
-                  f"[bold]{r['paper_prefill_macs'] / 1e12:.4f} T MACs[/] (the papers' \"TFLOPs\")")  # fmt: skip
+                  f"[bold]{r['paper_prefill_macs'] / 1e12:.4f} T MACs[/] (the papers' \"TFLOPs\")")
     table = Table("region", "MACs", "FLOPs (2·MAC)", "share")
     for key in sorted(k for k in r if k.startswith("macs_") and k != "macs_total"):
         table.add_row(key[5:], f"{r[key] / 1e9:,.2f} G", f"{2 * r[key] / 1e9:,.2f} G", f"{r[key] / r['macs_total']:.1%}")

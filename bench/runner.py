@@ -70,7 +70,7 @@ def execute(
                             episode_seed=seed,
                             on_step=steps_log.append,
                             on_frame=frames.append if frames is not None else None,
-                        )  # fmt: skip
+                        )
                     store.append_steps(record.key, steps_log)
                     store.append(record.to_json())
                     ran += 1

@@ -31,7 +31,7 @@ def tiny_model():
 def run_bench(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd or ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)  # fmt: skip
+                          text=True, timeout=timeout)
 
 
 def has_cuda() -> bool:

@@ -9,7 +9,7 @@ from envs.libero import MAX_STEPS, WAIT_ACTION, reference_protocol
 
 def test_openvla_libero_protocol_constants():
     assert MAX_STEPS == {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520,
-                         "libero_90": 400}  # fmt: skip
+                         "libero_90": 400}
     p = reference_protocol("libero_goal")
     assert (p.max_steps, p.wait_steps, p.env_seed, p.image_size) == (300, 10, 0, 256)
     assert WAIT_ACTION == (0, 0, 0, 0, 0, 0, -1)

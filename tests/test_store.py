@@ -11,7 +11,7 @@ from bench.store import RunStore, read_episodes
 
 def spec(**kw) -> RunSpec:
     base = dict(suite="libero_object", tasks=(0, 1), episodes_per_task=2, max_steps=5, policy="p",
-                policy_fingerprint="f", method="baseline")  # fmt: skip
+                policy_fingerprint="f", method="baseline")
     return RunSpec(**{**base, **kw})
 
 

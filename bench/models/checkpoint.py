@@ -17,7 +17,7 @@ from bench.models.tokenizer import PromptTokenizer
 
 # Tensors real checkpoints carry that the forward never uses (SigLIP's pooling head); kept for round trips.
 UNUSED_PREFIXES = ("vision_backbone.featurizer.attn_pool.", "vision_backbone.fused_featurizer.attn_pool.",
-                   "vision_backbone.featurizer.head.", "vision_backbone.fused_featurizer.head.")  # fmt: skip
+                   "vision_backbone.featurizer.head.", "vision_backbone.fused_featurizer.head.")
 
 
 def _weight_files(path: Path) -> list[Path]:
@@ -62,7 +62,7 @@ def load_openvla(path: Path | str, dtype: torch.dtype = torch.float32, device: s
     missing, unexpected = expected - set(tensors), set(tensors) - expected - unused
     if missing or unexpected:
         parts = [f"missing {len(missing)} keys: {_summarize(missing)}" if missing else "",
-                 f"unexpected {len(unexpected)} keys: {_summarize(unexpected)}" if unexpected else ""]  # fmt: skip
+                 f"unexpected {len(unexpected)} keys: {_summarize(unexpected)}" if unexpected else ""]
         raise BenchError(f"checkpoint {path} does not match the OpenVLA architecture: " + "; ".join(p for p in parts if p))
     for k in expected:
         want = model.state_dict()[k].shape

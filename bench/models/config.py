@@ -103,7 +103,7 @@ class OpenVLAConfig:
         custom = d.get("vla_accel_bench_vit", {})  # tiny presets: ViT dims that no timm id names
         vision = tuple(ViTConfig(**custom[i]) if i in custom else TIMM_VITS[i] for i in ids)
         known = {"timm_model_ids", "text_config", "n_action_bins", "pad_to_multiple_of", "norm_stats",
-                 "vla_accel_bench_vit", "empty_token_id", "bos_token_id"}  # fmt: skip
+                 "vla_accel_bench_vit", "empty_token_id", "bos_token_id"}
         return cls(
             vision=vision,
             text=LlamaConfig.from_hf(d["text_config"]),
@@ -133,7 +133,7 @@ class OpenVLAConfig:
             "empty_token_id": self.empty_token_id,
             "bos_token_id": self.bos_token_id,
         }
-        custom = {i: dataclasses.asdict(v) for i, v in zip(self.timm_model_ids, self.vision) if i not in TIMM_VITS}
+        custom = {i: dataclasses.asdict(v) for i, v in zip(self.timm_model_ids, self.vision, strict=True) if i not in TIMM_VITS}
         if custom:
             d["vla_accel_bench_vit"] = custom
         return d

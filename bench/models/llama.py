@@ -118,7 +118,7 @@ class DecoderLayer(nn.Module):
         gqa = KV != H
         if plain and causal:
             keys, mask = k, None
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=n > 1, enable_gqa=gqa)
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=bool(n > 1), enable_gqa=gqa)
         else:
             keys, values = cache.k[layer], cache.v[layer]
             mask = cache.live[layer][None, :].expand(n, -1)
@@ -187,14 +187,14 @@ class LlamaExecutor(nn.Module):
         live[:n_prefill] = True
         slots = torch.arange(n_prefill, device=dev)
         state = PrefillState(0, embeds, slots, slots.clone(), live, n_prefill, n_live=n_prefill,
-                             soft_mix=soft_mix, can_reuse=cache.steps > 0)  # fmt: skip
+                             soft_mix=soft_mix, can_reuse=cache.steps > 0)
         for layer, block in enumerate(self.model.layers):
             steering.at_layer(state)
             cache.live[layer] = state.live
             cache.n_live[layer] = state.n_live
             want = layer in steering.attention_layers
             x, probs = block(layer, state.x, state.slots, state.pos, cache, plain=state.plain, n_keys=state.n_live,
-                             causal=steering.causal, soft_mix=soft_mix, want_probs=want, meter=meter)  # fmt: skip
+                             causal=steering.causal, soft_mix=soft_mix, want_probs=want, meter=meter)
             state = state.next_layer(x, probs if want else None)
         steering.at_layer(state)
         last = state.row_of(n_prefill - 1)
@@ -209,7 +209,7 @@ class LlamaExecutor(nn.Module):
         for layer, block in enumerate(self.model.layers):
             cache.n_live[layer] += 1
             x, _ = block(layer, x, s, p, cache, plain=False, n_keys=cache.n_live[layer], causal=False,
-                         meter=meter, region="decode")  # fmt: skip
+                         meter=meter, region="decode")
         return self.model.norm(x[:, 0])
 
     def logits(self, hidden: torch.Tensor, meter: MacMeter | None) -> torch.Tensor:

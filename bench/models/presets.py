@@ -14,10 +14,10 @@ LIBERO_SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10", 
 def openvla_7b() -> OpenVLAConfig:
     """openvla/openvla-7b: DINOv2 ViT-L/14-reg4 + SigLIP SO400M/14 at 224 px, Llama-2-7B (vocab 32064)."""
     text = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-                       num_key_value_heads=32, vocab_size=32064, rms_norm_eps=1e-6)  # fmt: skip
+                       num_key_value_heads=32, vocab_size=32064, rms_norm_eps=1e-6)
     return OpenVLAConfig(
         vision=(ViTConfig(1024, 24, 16, 4096, reg_tokens=4, layer_scale=True, no_embed_class=True),
-                ViTConfig(1152, 27, 16, 4304, class_token=False)),  # fmt: skip
+                ViTConfig(1152, 27, 16, 4304, class_token=False)),
         text=text,
         timm_model_ids=("vit_large_patch14_reg4_dinov2.lvd142m", "vit_so400m_patch14_siglip_224"),
     )
@@ -32,10 +32,10 @@ def identity_norm_stats() -> dict:
 def tiny() -> OpenVLAConfig:
     """Same structure as OpenVLA (two ViTs, 14 px patches at 224 → 16×16 tokens, Llama) at CPU size."""
     text = LlamaConfig(hidden_size=128, intermediate_size=352, num_hidden_layers=4, num_attention_heads=4,
-                       num_key_value_heads=4, vocab_size=1024 + 64, rms_norm_eps=1e-6)  # fmt: skip
+                       num_key_value_heads=4, vocab_size=1024 + 64, rms_norm_eps=1e-6)
     return OpenVLAConfig(
         vision=(ViTConfig(64, 3, 2, 256, reg_tokens=4, layer_scale=True, no_embed_class=True),
-                ViTConfig(96, 3, 2, 384, class_token=False)),  # fmt: skip
+                ViTConfig(96, 3, 2, 384, class_token=False)),
         text=text,
         timm_model_ids=("tiny_dinov2_reg4_patch14_224", "tiny_siglip_patch14_224"),
         empty_token_id=3,

@@ -45,7 +45,7 @@ class PrefillState:
         """The state at the next boundary: same rows, the layer's output, its probabilities if asked."""
         return PrefillState(self.layer + 1, x, self.slots, self.pos, self.live.clone(), self.n_prefill,
                             self.n_live, probs, self.slots if probs is not None else None,
-                            self.soft_mix, self.can_reuse, self.plain)  # fmt: skip
+                            self.soft_mix, self.can_reuse, self.plain)
 
     def row_of(self, slot: int) -> int:
         """Row index of a slot that must still be computed (the last prompt token, say)."""
