@@ -26,8 +26,9 @@ class EpisodeRecord:
     status: str  # "ok" | "error"
     message: str
     wall_time_s: float
-    env_time_s: float
-    policy_time_s: float
+    env_time_s: float  # env.step during policy steps
+    policy_time_s: float  # policy.act
+    harness_time_s: float  # the rest of the policy-step loop: the harness's own overhead
     actions_sha1: str
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -58,11 +59,13 @@ def rollout(
     actions = hashlib.sha1()
     status, message = "ok", ""
     step_rows: list[dict[str, Any]] = []
+    loop_time = 0.0
     try:
         obs = task.reset(init_index)
         policy.reset(task.instruction, episode_seed)
         for _ in range(wait_steps):
             obs, _ = task.step(np.asarray(wait_action))
+        loop_start = time.perf_counter()
         while steps < max_steps and not done:
             if on_frame is not None:
                 on_frame(obs["agentview_image"])
@@ -79,6 +82,7 @@ def rollout(
             step_rows.append(row)
             if on_step is not None:
                 on_step(row)
+        loop_time = time.perf_counter() - loop_start
     except Exception as exc:
         status, message = "error", f"{type(exc).__name__}: {exc}"
     return EpisodeRecord(
@@ -94,6 +98,7 @@ def rollout(
         wall_time_s=time.perf_counter() - t0,
         env_time_s=env_time,
         policy_time_s=policy_time,
+        harness_time_s=max(0.0, loop_time - env_time - policy_time),
         actions_sha1=actions.hexdigest(),
         summary=summarize_steps(step_rows),
     )
