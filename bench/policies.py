@@ -11,6 +11,7 @@ import torch
 
 from bench.errors import BenchError
 from bench.models.checkpoint import fingerprint, load_openvla
+from bench.models.openvla import visual_token_accounting
 from bench.models.steering import Steering
 from bench.models.tokenizer import openvla_prompt
 from bench.profiler.flops import MacMeter
@@ -33,6 +34,10 @@ class OpenVLAPolicy:
         self.checkpoint = Path(checkpoint)
         self.model, self.tokenizer = load_openvla(self.checkpoint, DTYPES[dtype], device)
         self.steering = steering
+        try:
+            steering.bind(self.model.cfg.text.num_hidden_layers, self.model.cfg.vision[0].grid ** 2)
+        except ValueError as exc:
+            raise BenchError(str(exc)) from None
         self.device, self.dtype, self.center_crop = device, dtype, center_crop
         stats = self.model.cfg.norm_stats
         key = unnorm_key if unnorm_key in stats else f"{unnorm_key}_no_noops"
@@ -70,7 +75,10 @@ class OpenVLAPolicy:
             action = self.model.unnormalize(self.model.tokens_to_normalized(tokens), self.unnorm_key)
             action[-1] = gripper_to_env(action[-1])
         self.step_index += 1
-        record = {**timer.report(), **meter.report(), "time_method_begin_s": method_s, **self.steering.step_record()}
+        n_visual = self.model.cfg.vision[0].grid ** 2
+        tokens_used = visual_token_accounting(n_visual, self.cache.n_prefill, self.model.last_prefill, self.cache)
+        record = {**timer.report(), **meter.report(), "time_method_begin_s": method_s, **tokens_used,
+                  **self.steering.step_record()}
         return action, record
 
 

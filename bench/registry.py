@@ -53,6 +53,15 @@ SUITES = Registry("suite")
 POLICIES = Registry("policy")
 
 METHODS.add("baseline", "methods.baseline:Baseline", "full compute: every token, every layer (empty compute plan)")
+METHODS.add("fastv", "methods.fastv:FastV", "FastV: drop visual tokens at layer K by last-token attention (K=2, R=0.5)")
+METHODS.add("fastv-k3", "methods.fastv:FastV", "FastV, OpenVLA reference setting (K=3, R=0.5)", k=3)
+METHODS.add("fastv-mean", "methods.fastv:FastV", "FastV variant: all-query mean score (the paper's text)", score="mean")
+METHODS.add("sparsevlm", "methods.sparsevlm:SparseVLM", "SparseVLM v1.5: rater-guided pruning at 2/6/15 + recycling")
+METHODS.add("vla-cache", "methods.vla_cache:VLACache", "VLA-Cache: reuse static tokens' K/V (position-prefix quirk)")
+METHODS.add("vla-cache-importance", "methods.vla_cache:VLACache", "VLA-Cache variant: reuse least-attended first",
+            order="importance")
+METHODS.add("vla-cache-noncausal", "methods.vla_cache:VLACache",
+            "VLA-Cache as the reference ran: non-causal prefill (SDPA→eager fallback)", causal=False)
 
 for _name, _steps in {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520, "libero_90": 400}.items():
     SUITES.add(

@@ -16,7 +16,11 @@ from bench.spec import RunSpec
 
 
 def build_method(name: str, params: dict[str, str]) -> tuple[Any, dict[str, Any]]:
-    """Instantiate a method; ``params`` (strings from --set) are typed by the method's Config dataclass."""
+    """Instantiate a method; ``params`` (strings from --set) are typed by the method's Config dataclass.
+
+    A registered variant's defaults apply first, then --set values.
+    """
+    entry = METHODS.resolve(name)
     cls = METHODS.load(name)
     config_cls = getattr(cls, "Config", None)
     if config_cls is None:
@@ -24,7 +28,7 @@ def build_method(name: str, params: dict[str, str]) -> tuple[Any, dict[str, Any]
             raise BenchError(f"method {name!r} takes no parameters; got {', '.join(params)}")
         return cls(), {}
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    typed: dict[str, Any] = {}
+    typed: dict[str, Any] = dict(entry.defaults)
     for key, text in params.items():
         if key not in fields:
             raise BenchError(f"method {name!r} has no parameter {key!r}; it has {', '.join(fields)}")
@@ -33,7 +37,10 @@ def build_method(name: str, params: dict[str, str]) -> tuple[Any, dict[str, Any]
             typed[key] = type(default)(text) if not isinstance(default, bool) else text.lower() in ("1", "true", "yes")
         except ValueError:
             raise BenchError(f"--set {key}={text}: expected {type(default).__name__}") from None
-    config = config_cls(**typed)
+    try:
+        config = config_cls(**typed)
+    except ValueError as exc:
+        raise BenchError(str(exc)) from None
     return cls(config), dataclasses.asdict(config)
 
 

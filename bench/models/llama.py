@@ -32,13 +32,18 @@ class RMSNorm(nn.Module):
         return self.weight * h.to(x.dtype)
 
 
-def rope(x: torch.Tensor, pos: torch.Tensor, theta: float) -> torch.Tensor:
-    """HF Llama rotary embedding (rotate_half convention, cos/sin computed in fp32)."""
-    hd = x.shape[-1]
-    inv_freq = 1.0 / (theta ** (torch.arange(0, hd, 2, device=x.device, dtype=torch.int64).float() / hd))
-    freqs = pos.float()[:, None] * inv_freq[None, :]
+def rope_table(head_dim: int, theta: float, n_pos: int, device: torch.device) -> torch.Tensor:
+    """cos/sin for positions 0..n_pos−1, [2, n_pos, head_dim] in fp32, as HF Llama computes them."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.int64).float() / head_dim))
+    freqs = torch.arange(n_pos, device=device).float()[:, None] * inv_freq[None, :]
     emb = torch.cat([freqs, freqs], dim=-1)
-    cos, sin = emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+    return torch.stack([emb.cos(), emb.sin()])
+
+
+def rope(x: torch.Tensor, cos_sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding (rotate_half convention) with cos/sin already gathered at the rows' positions."""
+    hd = x.shape[-1]
+    cos, sin = cos_sin[0].to(x.dtype), cos_sin[1].to(x.dtype)
     x1, x2 = x[..., : hd // 2], x[..., hd // 2 :]
     return x * cos + torch.cat([-x2, x1], dim=-1) * sin
 
@@ -52,13 +57,19 @@ class KVCache:
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.num_hidden_layers)]
         self.pos = torch.zeros(cfg.num_hidden_layers, capacity, dtype=torch.long, device=device)
         self.live = torch.zeros(cfg.num_hidden_layers, capacity, dtype=torch.bool, device=device)
+        self.rope = rope_table(cfg.head_dim, cfg.rope_theta, capacity + 64, device)
         self.n_live = [0] * cfg.num_hidden_layers  # live key count per layer (Python ints: no GPU sync)
         self.capacity = capacity
+        self.n_prefill = 0  # prefill length of the episode (fixed: the prompt does not change)
         self.steps = 0  # completed control steps whose K/V the cache holds
 
     def write(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: torch.Tensor) -> None:
-        self.k[layer] = self.k[layer].index_copy(2, slots, k)
-        self.v[layer] = self.v[layer].index_copy(2, slots, v)
+        if torch.is_grad_enabled() and (k.requires_grad or v.requires_grad):  # keep autograd's history (training)
+            self.k[layer] = self.k[layer].index_copy(2, slots, k)
+            self.v[layer] = self.v[layer].index_copy(2, slots, v)
+        else:
+            self.k[layer].index_copy_(2, slots, k)
+            self.v[layer].index_copy_(2, slots, v)
         self.pos[layer, slots] = pos
 
 
@@ -109,7 +120,8 @@ class DecoderLayer(nn.Module):
         q = a.q_proj(h).view(1, n, H, hd).transpose(1, 2)
         k = a.k_proj(h).view(1, n, KV, hd).transpose(1, 2)
         v = a.v_proj(h).view(1, n, KV, hd).transpose(1, 2)
-        q, k = rope(q, pos, cfg.rope_theta), rope(k, pos, cfg.rope_theta)
+        cos_sin = cache.rope[:, pos]
+        q, k = rope(q, cos_sin), rope(k, cos_sin)
         if soft_mix is not None:
             m = soft_mix[slots].to(k.dtype)[None, None, :, None]
             k = m * k + (1 - m) * cache.k[layer][:, :, slots].detach()
@@ -181,7 +193,7 @@ class LlamaExecutor(nn.Module):
         Returns the final-norm hidden state of the last prompt token (slot L−1) and the final state.
         """
         steering = steering or Steering()
-        n_prefill = embeds.shape[1]
+        n_prefill = cache.n_prefill = embeds.shape[1]
         dev = embeds.device
         live = torch.zeros(cache.capacity, dtype=torch.bool, device=dev)
         live[:n_prefill] = True
@@ -190,6 +202,7 @@ class LlamaExecutor(nn.Module):
                              soft_mix=soft_mix, can_reuse=cache.steps > 0)
         for layer, block in enumerate(self.model.layers):
             steering.at_layer(state)
+            state.computed_per_layer.append(state.slots)
             cache.live[layer] = state.live
             cache.n_live[layer] = state.n_live
             want = layer in steering.attention_layers
@@ -200,14 +213,19 @@ class LlamaExecutor(nn.Module):
         last = state.row_of(n_prefill - 1)
         return self.model.norm(state.x[:, last]), state
 
-    def decode(self, token: torch.Tensor, slot: int, pos: int, cache: KVCache, meter: MacMeter | None) -> torch.Tensor:
-        """One greedy decode step for ``token`` ([1] long) at ``slot``/``pos``; returns its final hidden."""
+    def decode(self, token: torch.Tensor, slot: int, pos: int | list[int], cache: KVCache,
+               meter: MacMeter | None) -> torch.Tensor:
+        """One greedy decode step for ``token`` ([1] long) at ``slot``; returns its final hidden.
+
+        ``pos`` is its RoPE position, or one per layer (SparseVLM numbers positions by each layer's length).
+        """
         x = self.model.embed_tokens(token)[None]
         s = torch.tensor([slot], device=x.device)
-        p = torch.tensor([pos], device=x.device)
+        per_layer = pos if isinstance(pos, list) else [pos] * len(self.model.layers)
         cache.live[:, slot] = True
         for layer, block in enumerate(self.model.layers):
             cache.n_live[layer] += 1
+            p = torch.tensor([per_layer[layer]], device=x.device)
             x, _ = block(layer, x, s, p, cache, plain=False, n_keys=cache.n_live[layer], causal=False,
                          meter=meter, region="decode")
         return self.model.norm(x[:, 0])

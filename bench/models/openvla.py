@@ -101,16 +101,18 @@ class OpenVLA(nn.Module):
             ids = torch.tensor([self.with_empty_token(input_ids)], device=pixel_values.device)
             embeds = self.prefill_embeddings(pixel_values, ids, meter)
         with timer.region("prefill"):
-            hidden, _ = lm.prefill(embeds, cache, steering, meter)
+            hidden, state = lm.prefill(embeds, cache, steering, meter)
         n = embeds.shape[1]
         first_decode_slot = n + (steering.extra_slots if steering else 0)
+        prefill_live = list(cache.n_live)
+        self.last_prefill, self.last_hidden = state, hidden
         tokens: list[int] = []
         with timer.region("decode"):
             for i in range(ACTION_DIM):
                 token = lm.logits(hidden, meter).argmax(-1)
                 tokens.append(int(token))
                 if i + 1 < ACTION_DIM:
-                    pos = steering.decode_position(i, n) if steering else n + i
+                    pos = steering.decode_position(i, n, prefill_live) if steering else n + i
                     hidden = lm.decode(token, first_decode_slot + i, pos, cache, meter)
         cache.live[:, first_decode_slot:] = False  # crop: only the prefill's K/V carry to the next step
         cache.steps += 1
@@ -127,3 +129,24 @@ class OpenVLA(nn.Module):
         q01, q99 = np.asarray(stats["q01"]), np.asarray(stats["q99"])
         mask = np.asarray(stats.get("mask", np.ones_like(q01, dtype=bool)), dtype=bool)
         return np.where(mask, 0.5 * (normalized + 1) * (q99 - q01) + q01, normalized)
+
+
+def visual_token_accounting(n_visual: int, n_prefill: int, state, cache: KVCache) -> dict[str, object]:
+    """Per layer: visual tokens computed / reused (live, not computed) / dropped, and merged rows.
+
+    Visual tokens are slots 1..n_visual; merged rows (SparseVLM recycling) live in slots ≥ n_prefill.
+    One device→host copy per step.
+    """
+    rows = state.computed_per_layer
+    computed = torch.stack([((s >= 1) & (s <= n_visual)).sum() for s in rows])
+    all_rows = [int(s.shape[0]) for s in rows]
+    merged = torch.stack([(s >= n_prefill).sum() for s in rows])
+    live = cache.live[: len(rows), 1 : 1 + n_visual].sum(1)
+    counts = torch.stack([computed, live - computed, n_visual - live, merged]).tolist()
+    c, r, d, m = counts
+    n = len(c)
+    return {
+        "visual_computed_per_layer": c, "visual_reused_per_layer": r, "visual_dropped_per_layer": d,
+        "merged_per_layer": m, "prefill_rows_per_layer": all_rows, "visual_computed_mean": sum(c) / n, "visual_reused_mean": sum(r) / n,
+        "visual_dropped_mean": sum(d) / n, "cache_ratio": sum(r) / (n * n_visual),
+    }

@@ -30,8 +30,10 @@ def identity_norm_stats() -> dict:
 
 
 def tiny() -> OpenVLAConfig:
-    """Same structure as OpenVLA (two ViTs, 14 px patches at 224 → 16×16 tokens, Llama) at CPU size."""
-    text = LlamaConfig(hidden_size=128, intermediate_size=352, num_hidden_layers=4, num_attention_heads=4,
+    """Same structure as OpenVLA at CPU size: two ViTs with 14 px patches at 224 px (16×16 visual tokens)
+    and a narrow Llama with the 7B's **32 layers**, so every method runs with its reference layer indices
+    (FastV K=2, SparseVLM 2/6/15, VLA-Cache 2/6/9/11 and layer-15 attention) unchanged."""
+    text = LlamaConfig(hidden_size=64, intermediate_size=176, num_hidden_layers=32, num_attention_heads=4,
                        num_key_value_heads=4, vocab_size=1024 + 64, rms_norm_eps=1e-6)
     return OpenVLAConfig(
         vision=(ViTConfig(64, 3, 2, 256, reg_tokens=4, layer_scale=True, no_embed_class=True),

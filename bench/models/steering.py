@@ -14,7 +14,7 @@ plan: the baseline.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -36,6 +36,7 @@ class PrefillState:
     soft_mix: torch.Tensor | None = None  # [S] in [0,1]: K/V = m·fresh + (1−m)·cached (LAC training)
     can_reuse: bool = False  # the cache holds K/V of a previous control step for these slots
     plain: bool = True  # no edits yet: rows == live slots in position order (the fast causal path)
+    computed_per_layer: list[torch.Tensor] = field(default_factory=list)  # slots each layer computed
 
     def _keep(self, keep: torch.Tensor) -> None:
         self.x, self.slots, self.pos = self.x[:, keep], self.slots[keep], self.pos[keep]
@@ -45,7 +46,7 @@ class PrefillState:
         """The state at the next boundary: same rows, the layer's output, its probabilities if asked."""
         return PrefillState(self.layer + 1, x, self.slots, self.pos, self.live.clone(), self.n_prefill,
                             self.n_live, probs, self.slots if probs is not None else None,
-                            self.soft_mix, self.can_reuse, self.plain)
+                            self.soft_mix, self.can_reuse, self.plain, self.computed_per_layer)
 
     def row_of(self, slot: int) -> int:
         """Row index of a slot that must still be computed (the last prompt token, say)."""
@@ -60,25 +61,30 @@ class PrefillState:
 
     def reuse(self, slots: torch.Tensor) -> None:
         """Stop computing these slots; their previous-step K/V stay visible as keys."""
-        if not self.can_reuse and slots.numel():
+        if not slots.numel():
+            return  # an empty edit keeps the plain path: empty plans stay bit-identical to the baseline
+        if not self.can_reuse:
             raise RuntimeError("reuse needs K/V from a previous control step (first step of an episode?)")
         self._keep(~torch.isin(self.slots, slots))
 
     def drop(self, slots: torch.Tensor) -> None:
         """Remove these slots from this layer on, as queries and as keys."""
+        if not slots.numel():
+            return
         self._keep(~torch.isin(self.slots, slots))
         self.live[slots] = False
         self.n_live -= int(slots.numel())
 
-    def insert(self, x: torch.Tensor, slots: torch.Tensor, pos: torch.Tensor) -> None:
-        """Add new rows (e.g. merged tokens) in free slots ≥ n_prefill; rows are kept in position order."""
-        self.x = torch.cat([self.x, x], dim=1)
-        self.slots = torch.cat([self.slots, slots])
-        self.pos = torch.cat([self.pos, pos])
+    def set_rows(self, x: torch.Tensor, slots: torch.Tensor, pos: torch.Tensor) -> None:
+        """Replace the computed rows wholesale (e.g. SparseVLM: kept + merged tokens, renumbered).
+
+        Slots not among the new rows stop being live; new slots (merged tokens, ≥ n_prefill) become live.
+        """
+        self.live[self.slots] = False
         self.live[slots] = True
-        self.n_live += int(slots.numel())
-        order = torch.argsort(self.pos, stable=True)
-        self._keep(order)
+        self.n_live += int(slots.numel()) - int(self.slots.numel())
+        self.x, self.slots, self.pos = x, slots, pos
+        self.plain = False
 
     def computed_mask(self, start: int, end: int) -> torch.Tensor:
         """Bool [end−start]: which slots in [start, end) are still computed rows."""
@@ -93,6 +99,9 @@ class Steering:
     causal: bool = True  # False reproduces VLA-Cache's SDPA→eager fallback (non-causal prefill)
     extra_slots: int = 0  # free cache slots a method may fill with inserted rows
 
+    def bind(self, n_layers: int, n_visual: int) -> None:
+        """Called once with the model's depth and visual-token count; raise ValueError if they do not fit."""
+
     def reset_episode(self, seed: int) -> None:
         """Forget all per-episode state (previous frame, attention, RNG)."""
 
@@ -102,8 +111,12 @@ class Steering:
     def at_layer(self, state: PrefillState) -> None:
         """Boundary before ``state.layer`` (0..n_layers): edit the compute/reuse/drop sets here."""
 
-    def decode_position(self, i: int, n_prefill: int) -> int:
-        """RoPE position of the i-th decoded token (the reference keeps original positions)."""
+    def decode_position(self, i: int, n_prefill: int, n_live: list[int]) -> int | list[int]:
+        """RoPE position of the i-th decoded token: one for all layers, or one per layer.
+
+        ``n_live`` is each layer's number of live keys at the end of the prefill. The default keeps
+        original positions (HF's ``cache_position`` = L + i), as FastV and VLA-Cache do.
+        """
         return n_prefill + i
 
     def step_record(self) -> dict[str, Any]:
