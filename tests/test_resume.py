@@ -52,3 +52,16 @@ def test_same_spec_same_records(tmp_path):
         assert run_bench(*args, "--out", str(tmp_path / sub)).returncode == 0
     a, b = records(tmp_path / "a"), records(tmp_path / "b")
     assert [x["actions_sha1"] for x in a] == [x["actions_sha1"] for x in b]
+
+
+@pytest.mark.parametrize("method", ["fastv", "sparsevlm", "vla-cache"])
+def test_methods_run_in_bench_run(tmp_path, method):
+    args = ["run", "--method", method, "--suite", "libero_object", "--tasks", "0", "--episodes-per-task", "1",
+            "--max-steps", "4", "--out", str(tmp_path)]
+    r = run_bench(*args)
+    assert r.returncode == 0, r.stderr
+    (rec,) = records(tmp_path)
+    assert rec["status"] == "ok" and rec["steps"] == 4
+    assert rec["summary"]["visual_computed_mean_mean"] < 256 or method == "vla-cache"
+    manifest = json.loads(next(iter(tmp_path.rglob("manifest.json"))).read_text())
+    assert manifest["method"]["name"] == method and manifest["method"]["params"]

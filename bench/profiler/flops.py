@@ -14,6 +14,16 @@ from collections import defaultdict
 from typing import Any
 
 
+def paper_layer_macs(n: int, d: int, m: int) -> int:
+    """VLA-Cache/SparseVLM counter for one decoder layer with n query rows: 4nd² + 2n²d + 3ndm."""
+    return 4 * n * d * d + 2 * n * n * d + 3 * n * d * m
+
+
+def paper_prefill_macs(rows_per_layer: list[int], d: int, m: int) -> int:
+    """Paper-convention prefill MACs from the rows each layer computed (replays a recorded step)."""
+    return sum(paper_layer_macs(n, d, m) for n in rows_per_layer)
+
+
 class MacMeter:
     """Accumulates MACs per region, plus the paper-convention prefill counter."""
 
@@ -25,7 +35,7 @@ class MacMeter:
         self.regions[region] += int(macs)
 
     def add_paper_layer(self, n: int, d: int, m: int) -> None:
-        self.paper_prefill += 4 * n * d * d + 2 * n * n * d + 3 * n * d * m
+        self.paper_prefill += paper_layer_macs(n, d, m)
 
     def linear(self, region: str, rows: int, d_in: int, d_out: int) -> None:
         self.add(region, rows * d_in * d_out)
