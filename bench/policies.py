@@ -77,7 +77,9 @@ class OpenVLAPolicy:
         self.step_index += 1
         n_visual = self.model.cfg.vision[0].grid ** 2
         tokens_used = visual_token_accounting(n_visual, self.cache.n_prefill, self.model.last_prefill, self.cache)
-        record = {**timer.report(), **meter.report(), "time_method_begin_s": method_s, **tokens_used,
+        hooks_s = self.model.last_prefill.hook_seconds
+        record = {**timer.report(), **meter.report(), "time_method_begin_s": method_s,
+                  "time_method_hooks_s": hooks_s, "time_method_overhead_s": method_s + hooks_s, **tokens_used,
                   **self.steering.step_record()}
         return action, record
 

@@ -54,6 +54,7 @@ class FastV(Steering):
 
     def reset_episode(self, seed: int) -> None:
         self.generator.manual_seed(seed)
+        self.kept = None
 
     def bind(self, n_layers: int, n_visual: int) -> None:
         if self.config.k >= n_layers or n_visual != self.config.n_visual:
@@ -71,3 +72,9 @@ class FastV(Steering):
             last_row = state.n_prefill - 1  # layers < K are untouched: row i is slot i
             keep = fastv_keep(state.attn, last_row, cfg.n_visual, cfg.n_keep, cfg.score)
         state.drop(vis[~torch.isin(vis, keep)])
+        self.kept = keep
+
+    def step_record(self) -> dict[str, object]:
+        """The visual slots kept from layer K on (what the attention ranking chose)."""
+        kept = getattr(self, "kept", None)
+        return {"fastv_kept_slots": sorted(kept.tolist())} if kept is not None else {}

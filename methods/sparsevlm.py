@@ -96,6 +96,11 @@ class SparseVLM(Steering):
             raise ValueError(f"SparseVLM prunes after layers {PRUNE_LAYERS} of {self.config.n_visual} visual tokens; "
                              f"the model has {n_layers} layers and {n_visual} visual tokens")
 
+    def step_record(self) -> dict[str, object]:
+        """Raters chosen and visual tokens kept after each prune layer (merged tokens not included)."""
+        return {"sparsevlm_raters": int(self.raters.numel()),
+                "sparsevlm_kept_after_layer": [self.kept_after.get(layer, None) for layer in PRUNE_LAYERS]}
+
     def decode_position(self, i: int, n_prefill: int, n_live: list[int]) -> list[int]:
         return [n + i for n in n_live]
 

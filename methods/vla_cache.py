@@ -17,7 +17,6 @@ Named variants: ``order="importance"`` (least-attended first instead of the posi
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,11 +103,9 @@ class VLACache(Steering):
         self.prev_frame: np.ndarray | None = None
         self.prev_relevance: torch.Tensor | None = None
         self.prev_entropy: list[float] = []
-        self.plan: list[int] = []
-        self.overhead_s = 0.0
+        self.ratios: list[float] = []
 
     def begin_step(self, frame: np.ndarray, step_index: int) -> None:
-        t0 = time.perf_counter()
         cfg = self.config
         self.reusable: list[int] = []
         self.n_static = 0
@@ -127,10 +124,8 @@ class VLACache(Steering):
         self.prev_frame = frame
         self.entropy: list[float] = []
         self.removed = 0
-        self.overhead_s = time.perf_counter() - t0
 
     def at_layer(self, state: PrefillState) -> None:
-        t0 = time.perf_counter()
         if state.attn is not None:
             self.entropy.append(attention_entropy(state.attn))
             if state.layer - 1 == ATTN_LAYER:
@@ -144,8 +139,9 @@ class VLACache(Steering):
                 self.removed = top_k
         if state.layer == len(self.attention_layers):  # after the last layer: keep stats for the next step
             self.prev_entropy, self.prev_relevance = self.entropy, self.relevance
-        self.overhead_s += time.perf_counter() - t0
 
-    def step_record(self) -> dict[str, float]:
-        return {"static_tokens": self.n_static, "reusable_tokens": len(self.reusable),
-                "reused_tokens": self.removed, "time_method_overhead_s": self.overhead_s}
+    def step_record(self) -> dict[str, object]:
+        """What the step consumed: static/reusable/reused counts, the entropy per layer, reuse ratios."""
+        return {"static_tokens": self.n_static, "reusable_tokens": len(self.reusable), "reused_tokens": self.removed,
+                "entropy_per_layer": [round(e, 5) for e in self.entropy],
+                "reuse_ratio_at_layers": [round(self.ratios[i], 5) for i in REUSE_LAYERS] if self.reusable else []}

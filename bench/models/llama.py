@@ -10,6 +10,7 @@ SDPA one, so asking for statistics never changes the numbers).
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 import torch.nn.functional as F
@@ -200,8 +201,12 @@ class LlamaExecutor(nn.Module):
         slots = torch.arange(n_prefill, device=dev)
         state = PrefillState(0, embeds, slots, slots.clone(), live, n_prefill, n_live=n_prefill,
                              soft_mix=soft_mix, can_reuse=cache.steps > 0)
+        hooks = time.perf_counter
+        hook_s = 0.0
         for layer, block in enumerate(self.model.layers):
+            t0 = hooks()
             steering.at_layer(state)
+            hook_s += hooks() - t0
             state.computed_per_layer.append(state.slots)
             cache.live[layer] = state.live
             cache.n_live[layer] = state.n_live
@@ -209,7 +214,9 @@ class LlamaExecutor(nn.Module):
             x, probs = block(layer, state.x, state.slots, state.pos, cache, plain=state.plain, n_keys=state.n_live,
                              causal=steering.causal, soft_mix=soft_mix, want_probs=want, meter=meter)
             state = state.next_layer(x, probs if want else None)
+        t0 = hooks()
         steering.at_layer(state)
+        state.hook_seconds = hook_s + hooks() - t0  # host time in the method's layer hooks
         last = state.row_of(n_prefill - 1)
         return self.model.norm(state.x[:, last]), state
 

@@ -37,6 +37,7 @@ class PrefillState:
     can_reuse: bool = False  # the cache holds K/V of a previous control step for these slots
     plain: bool = True  # no edits yet: rows == live slots in position order (the fast causal path)
     computed_per_layer: list[torch.Tensor] = field(default_factory=list)  # slots each layer computed
+    hook_seconds: float = 0.0  # host time spent in Steering.at_layer during this prefill
 
     def _keep(self, keep: torch.Tensor) -> None:
         self.x, self.slots, self.pos = self.x[:, keep], self.slots[keep], self.pos[keep]
