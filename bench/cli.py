@@ -55,13 +55,18 @@ def run(
     set_: Annotated[list[str], typer.Option("--set", help="method hyper-parameter key=value (repeatable)")] = [],  # noqa: B006
     retry_errors: Annotated[bool, typer.Option(help="re-run episodes recorded as errors")] = False,
     seed: Annotated[int, typer.Option(help="global seed (policy side; env seeding follows the protocol)")] = 7,
+    executor: Annotated[str, typer.Option(help="local (in-process) | ray (episodes on Ray actors)")] = "local",
+    workers: Annotated[int, typer.Option(min=1, help="Ray actors (each loads the policy once)")] = 2,
+    gpus_per_worker: Annotated[float, typer.Option(min=0, help="GPUs per Ray actor (0: CPU)")] = 0.0,
+    address: Annotated[str | None, typer.Option(help="Ray cluster: auto | HOST:PORT (default: a local cluster)")] = None,
 ) -> None:
     """Run (or resume) episodes of METHOD on SUITE; results are appended to a run directory."""
     from bench.run_command import run_command
 
     run_command(method=method, suite=suite, tasks=parse_tasks(tasks), episodes_per_task=episodes_per_task,
                 max_steps=max_steps, policy=policy, checkpoint=checkpoint, out=out, video=video, device=device,
-                dtype=dtype, params=parse_sets(set_), retry_errors=retry_errors, seed=seed, console=console)
+                dtype=dtype, params=parse_sets(set_), retry_errors=retry_errors, seed=seed, console=console,
+                executor=executor, workers=workers, gpus_per_worker=gpus_per_worker, address=address)
 
 
 @app.command("ls")

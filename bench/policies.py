@@ -84,12 +84,17 @@ class OpenVLAPolicy:
         return action, record
 
 
-def load_openvla_policy(name: str, checkpoint: str | None, steering: Steering, suite: str,
-                        device: str = "cpu", dtype: str = "fp32") -> OpenVLAPolicy:
+def resolve_checkpoint(name: str, checkpoint: str | None) -> Path:
+    """The checkpoint directory a policy name + --checkpoint refer to (the tiny one is shipped)."""
     if checkpoint is None:
         if name != "tiny-openvla":
             raise BenchError(f"policy {name!r} needs --checkpoint DIR (an HF-format OpenVLA checkpoint directory)")
-        checkpoint = str(TINY_CHECKPOINT)
+        return TINY_CHECKPOINT
     if not Path(checkpoint).is_dir():
         raise BenchError(f"checkpoint directory {checkpoint!r} does not exist")
-    return OpenVLAPolicy(name, Path(checkpoint), steering, suite, device, dtype)
+    return Path(checkpoint).resolve()
+
+
+def load_openvla_policy(name: str, checkpoint: str | None, steering: Steering, suite: str,
+                        device: str = "cpu", dtype: str = "fp32") -> OpenVLAPolicy:
+    return OpenVLAPolicy(name, resolve_checkpoint(name, checkpoint), steering, suite, device, dtype)

@@ -30,6 +30,8 @@ class EpisodeRecord:
     policy_time_s: float  # policy.act
     harness_time_s: float  # the rest of the policy-step loop: the harness's own overhead
     actions_sha1: str
+    started_at: float  # unix time
+    finished_at: float
     summary: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -53,7 +55,7 @@ def rollout(
     Success is the first ``done`` of a policy step (wait steps ignore ``done``, as in the reference).
     Any exception ends the episode as ``status='error'`` with its message; it is never a silent failure.
     """
-    t0 = time.perf_counter()
+    t0, started_at = time.perf_counter(), time.time()
     env_time = policy_time = 0.0
     steps, done = 0, False
     actions = hashlib.sha1()
@@ -78,7 +80,8 @@ def rollout(
             env_time += t2 - t1
             actions.update(np.asarray(action, dtype=np.float64).tobytes())
             steps += 1
-            row = {"step": steps - 1, "policy_s": t1 - t, "env_s": t2 - t1, **row}
+            row = {"step": steps - 1, "policy_s": t1 - t, "env_s": t2 - t1,
+                   "action": [round(float(a), 6) for a in action], **row}
             step_rows.append(row)
             if on_step is not None:
                 on_step(row)
@@ -100,6 +103,8 @@ def rollout(
         policy_time_s=policy_time,
         harness_time_s=max(0.0, loop_time - env_time - policy_time),
         actions_sha1=actions.hexdigest(),
+        started_at=started_at,
+        finished_at=time.time(),
         summary=summarize_steps(step_rows),
     )
 

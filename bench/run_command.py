@@ -11,7 +11,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bench.errors import BenchError
 from bench.registry import METHODS, POLICIES, SUITES
-from bench.rollout import EpisodeRecord
 from bench.spec import RunSpec
 
 
@@ -69,10 +68,10 @@ class RunProgress:
         self.task = self.bar.add_task(self.label, total=total, completed=already)
         self.bar.start()
 
-    def advance(self, record: EpisodeRecord) -> None:
+    def advance(self, record: dict[str, Any]) -> None:
         self.n += 1
-        self.successes += record.success
-        note = " [red]error[/]" if record.status == "error" else ""
+        self.successes += record["success"]
+        note = " [red]error[/]" if record["status"] == "error" else ""
         self.bar.update(self.task, advance=1,
                         description=f"{self.label} success {self.successes}/{self.n} this session{note}")
 
@@ -80,21 +79,45 @@ class RunProgress:
         self.bar.stop()
 
 
+@dataclasses.dataclass(frozen=True)
+class PolicyRecipe:
+    """Everything a process needs to build the same policy + method (sent to Ray workers)."""
+
+    policy: str
+    checkpoint: str | None
+    method: str
+    params: dict[str, str]
+    suite: str
+    device: str
+    dtype: str
+
+    def build(self) -> Any:
+        steering, _ = build_method(self.method, self.params)
+        return POLICIES.load(self.policy)(self.policy, self.checkpoint, steering, self.suite, device=self.device,
+                                          dtype=self.dtype)
+
+
 def run_command(*, method: str, suite: str, tasks: list[int] | None, episodes_per_task: int, max_steps: int | None,
                 policy: str, checkpoint: str | None, out: Path, video: bool, device: str, dtype: str,
-                params: dict[str, str], retry_errors: bool, seed: int, console: Console) -> None:
+                params: dict[str, str], retry_errors: bool, seed: int, console: Console, executor: str = "local",
+                workers: int = 2, gpus_per_worker: float = 0.0, address: str | None = None) -> None:
+    from bench.models.checkpoint import fingerprint
+    from bench.policies import resolve_checkpoint
+
     suite_entry, method_entry, policy_entry = SUITES.resolve(suite), METHODS.resolve(method), POLICIES.resolve(policy)
-    steering, method_params = build_method(method_entry.name, params)
+    _, method_params = build_method(method_entry.name, params)
     if dtype not in ("fp32", "bf16", "fp16"):
         raise BenchError(f"--dtype takes fp32, bf16 or fp16; got {dtype!r}")
+    if executor not in ("local", "ray"):
+        raise BenchError(f"--executor takes local or ray; got {executor!r}")
     the_suite = SUITES.load(suite_entry.name)(suite_entry.name)
     all_tasks = the_suite.task_ids()
     bad = [t for t in tasks or [] if t not in all_tasks]
     if bad:
         raise BenchError(f"{suite_entry.name} has tasks 0..{len(all_tasks) - 1}; got {bad}")
-    device = resolve_device(device)
-    loader = POLICIES.load(policy_entry.name)
-    the_policy = loader(policy_entry.name, checkpoint, steering, suite_entry.name, device=device, dtype=dtype)
+    device = ("cuda" if gpus_per_worker > 0 else "cpu") if executor == "ray" else resolve_device(device)
+    ckpt = resolve_checkpoint(policy_entry.name, checkpoint)
+    recipe = PolicyRecipe(policy_entry.name, str(ckpt), method_entry.name, params, suite_entry.name, device, dtype)
     protocol = the_suite.protocol
     spec = RunSpec(
         suite=suite_entry.name,
@@ -102,7 +125,7 @@ def run_command(*, method: str, suite: str, tasks: list[int] | None, episodes_pe
         episodes_per_task=episodes_per_task,
         max_steps=max_steps or protocol.max_steps,
         policy=policy_entry.name,
-        policy_fingerprint=the_policy.fingerprint(),
+        policy_fingerprint=fingerprint(ckpt),
         method=method_entry.name,
         method_params=method_params,
         protocol={**dataclasses.asdict(protocol), "max_steps_override": max_steps is not None,
@@ -110,15 +133,25 @@ def run_command(*, method: str, suite: str, tasks: list[int] | None, episodes_pe
         seed=seed,
     )
     from bench.manifest import environment
-    from bench.runner import execute
 
     env_info = environment()
-    manifest = {"spec": spec.to_dict(), "run_hash": spec.run_hash, "policy": the_policy.describe(),
+    manifest = {"spec": spec.to_dict(), "run_hash": spec.run_hash,
                 "method": {"name": method_entry.name, "params": method_params}, "created": env_info}
     progress = RunProgress(console, f"{spec.suite}/{spec.method}")
     try:
-        result = execute(spec, the_suite, the_policy, out, manifest, env_info, video=video,
-                         retry_errors=retry_errors, progress=progress)
+        if executor == "local":
+            from bench.runner import execute
+
+            the_policy = recipe.build()
+            manifest["policy"] = the_policy.describe()
+            result = execute(spec, the_suite, the_policy, out, manifest, env_info, video=video,
+                             retry_errors=retry_errors, progress=progress)
+        else:
+            from bench.executors.ray_executor import RayOptions, execute_ray
+
+            options = RayOptions(workers=workers, gpus_per_worker=gpus_per_worker, address=address)
+            result = execute_ray(spec, recipe, out, manifest, env_info, options, video=video,
+                                 retry_errors=retry_errors, progress=progress)
     finally:
         progress.stop()
     rate = result.successes / result.finished if result.finished else 0.0

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from bench.policy import Policy
 from bench.rollout import rollout
@@ -30,6 +31,27 @@ class RunResult:
 def episode_seed(spec: RunSpec, task_id: int, init_index: int) -> int:
     """Per-episode seed for policy/method RNGs: a function of the episode key, never of run order."""
     return (spec.seed * 1_000_003 + task_id * 1_009 + init_index) % (2**31)
+
+
+def run_episode(spec: RunSpec, suite: Suite, task: Any, init_index: int, policy: Policy,
+                video_dir: Path | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One episode with its seeds set from the episode key: the unit every executor runs."""
+    seed = episode_seed(spec, task.task_id, init_index)
+    random.seed(seed)
+    np.random.seed(seed % (2**32))  # policy-side only; the env's fixture RNG is managed by the task
+    torch.manual_seed(seed)
+    steps: list[dict[str, Any]] = []
+    with _video(video_dir, task.task_id, init_index) if video_dir else nullcontext() as frames:
+        record = rollout(
+            task, init_index, policy,
+            max_steps=spec.max_steps,
+            wait_steps=suite.protocol.wait_steps,
+            wait_action=suite.protocol.wait_action,
+            episode_seed=seed,
+            on_step=steps.append,
+            on_frame=frames.append if frames is not None else None,
+        )
+    return record.to_json(), steps
 
 
 def execute(
@@ -57,22 +79,9 @@ def execute(
             task = suite.task(task_id)
             try:
                 for _, init_index in (k for k in todo if k[0] == task_id):
-                    seed = episode_seed(spec, task_id, init_index)
-                    random.seed(seed)
-                    np.random.seed(seed % (2**32))  # policy-side only; the env's fixture RNG is managed by the task
-                    steps_log: list[dict[str, Any]] = []
-                    with _video(store.dir, task_id, init_index) if video else nullcontext() as frames:
-                        record = rollout(
-                            task, init_index, policy,
-                            max_steps=spec.max_steps,
-                            wait_steps=suite.protocol.wait_steps,
-                            wait_action=suite.protocol.wait_action,
-                            episode_seed=seed,
-                            on_step=steps_log.append,
-                            on_frame=frames.append if frames is not None else None,
-                        )
-                    store.append_steps(record.key, steps_log)
-                    store.append(record.to_json())
+                    record, steps = run_episode(spec, suite, task, init_index, policy, store.dir if video else None)
+                    store.append_steps(record["key"], steps)
+                    store.append(record)
                     ran += 1
                     if progress is not None:
                         progress.advance(record)

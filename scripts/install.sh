@@ -15,7 +15,7 @@ command -v "$PY" >/dev/null || PY=python3
 PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 # torch first and pinned: an unpinned torch would pull a several-GB CUDA build on a CPU machine.
 "${PIP[@]}" "${TORCH_SPEC:-torch==2.13.0}"
-"${PIP[@]}" -e '.[libero,test]'
+"${PIP[@]}" -e '.[libero,test,ray]'
 # timm is only a test oracle for the native ViT; its torchvision dependency does not match the CPU torch
 # wheel (torchvision::nms missing), so it goes in without dependencies and torchvision stays out.
 "${PIP[@]}" --no-deps timm==1.0.31
