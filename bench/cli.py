@@ -112,9 +112,51 @@ def report(
     write_summary(run_dirs, out, console)
 
 
+@app.command()
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="run directory (or episodes.jsonl)")],
+    run_b: Annotated[Path, typer.Argument(help="run directory (or episodes.jsonl)")],
+) -> None:
+    """Paired comparison of two runs on their shared episode keys (exact McNemar, Wilson CIs, cost ratios)."""
+    from bench.compare import comparison_rows, load_run
+
+    a, b = load_run(run_a), load_run(run_b)
+    table = Table("", "A", "B")
+    for row in comparison_rows(a, b):
+        table.add_row(*row)
+    console.print(f"A = {run_a}\nB = {run_b}")
+    console.print(table)
+
+
+@app.command()
+def check(
+    baseline: Annotated[Path, typer.Option(help="reference run directory or episodes.jsonl")],
+    candidate: Annotated[Path, typer.Option(help="candidate run directory")],
+    alpha: Annotated[float, typer.Option(help="significance level of the success-drop test")] = 0.05,
+    max_flops_increase: Annotated[float | None, typer.Option(help="fail if paper prefill MACs grow more, e.g. 0.05")] = None,
+    max_latency_increase: Annotated[float | None, typer.Option(help="fail if median step latency grows more")] = None,
+    max_errors: Annotated[int, typer.Option(help="episodes allowed to end in errors")] = 0,
+) -> None:
+    """Regression gate: exit 1 on a significant success drop or a metric regression, 0 otherwise."""
+    from bench.compare import check as run_check
+    from bench.compare import load_run
+
+    verdict = run_check(load_run(baseline), load_run(candidate), alpha, max_flops_increase, max_latency_increase,
+                        max_errors)
+    for line in verdict.reasons:
+        console.print(f"[red]FAIL[/] {line}", highlight=False)
+    for line in verdict.notes:
+        console.print(f"[green]ok[/]   {line}", highlight=False)
+    console.print("[red]regression[/]" if verdict.failed else "[green]no regression[/]")
+    if verdict.failed:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # returns typer.Exit's code instead of raising it
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except BenchError as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(exc.exit_code)
@@ -124,6 +166,8 @@ def main() -> None:
     except Exception as exc:  # a click usage error or a bug: one line unless BENCH_DEBUG is set
         import click
 
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
         if isinstance(exc, click.exceptions.ClickException):
             exc.show()
             sys.exit(exc.exit_code)

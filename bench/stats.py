@@ -1,10 +1,11 @@
-"""Honest uncertainty for success rates."""
+"""Honest uncertainty for success rates: Wilson intervals, exact McNemar on paired episodes."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-from scipy.stats import norm
+from scipy.stats import binomtest, norm
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -17,3 +18,38 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     center = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return max(0.0, center - half), min(1.0, center + half)
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Two runs on identical episode keys. b: A succeeded and B failed; c: A failed and B succeeded."""
+
+    n: int
+    rate_a: float
+    rate_b: float
+    b: int
+    c: int
+    p_value: float  # exact McNemar (two-sided binomial test on the discordant pairs)
+    diff: float  # rate_b − rate_a
+    diff_low: float  # Wald 95 % CI of the paired difference
+    diff_high: float
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value: binomial test of b vs c discordant pairs at p = 0.5."""
+    return 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5).pvalue)
+
+
+def paired_compare(a: list[bool], b: list[bool], confidence: float = 0.95) -> PairedComparison:
+    """Paired comparison of success on the same episodes (lists aligned by episode key)."""
+    if len(a) != len(b):
+        raise ValueError("paired comparison needs the same episodes in both runs")
+    n = len(a)
+    b_only_a = sum(x and not y for x, y in zip(a, b, strict=True))
+    c_only_b = sum(y and not x for x, y in zip(a, b, strict=True))
+    diff = (c_only_b - b_only_a) / n if n else 0.0
+    z = float(norm.ppf(0.5 + confidence / 2))
+    se = math.sqrt(max(b_only_a + c_only_b - n * diff * diff, 0.0)) / n if n else 0.0
+    return PairedComparison(n=n, rate_a=sum(a) / n if n else 0.0, rate_b=sum(b) / n if n else 0.0, b=b_only_a,
+                            c=c_only_b, p_value=mcnemar_exact(b_only_a, c_only_b), diff=diff,
+                            diff_low=max(-1.0, diff - z * se), diff_high=min(1.0, diff + z * se))

@@ -1,0 +1,96 @@
+"""Paired comparison of two runs on identical episode keys, and the regression gate built on it."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+from bench.stats import PairedComparison, paired_compare, wilson_interval
+from bench.store import EPISODES, latest_by_key, read_episodes
+
+
+@dataclass
+class RunEpisodes:
+    label: str
+    records: dict[str, dict[str, Any]]  # key → latest record
+
+    def metric(self, field: str) -> float:
+        vals = [r["summary"][field] for r in self.records.values() if r["status"] == "ok" and field in r["summary"]]
+        return statistics.median(vals) if vals else float("nan")
+
+    @property
+    def errors(self) -> int:
+        return sum(r["status"] == "error" for r in self.records.values())
+
+
+def load_run(path: Path) -> RunEpisodes:
+    """A run directory, or an ``episodes.jsonl`` file (e.g. a committed reference)."""
+    path = Path(path)
+    run_dir = path.parent if path.name == EPISODES else path
+    if not (run_dir / EPISODES).exists():
+        raise BenchError(f"{path} is neither a run directory nor an {EPISODES} file")
+    return RunEpisodes(str(path), latest_by_key(read_episodes(run_dir)))
+
+
+def pair(a: RunEpisodes, b: RunEpisodes) -> tuple[list[str], PairedComparison]:
+    keys = sorted(set(a.records) & set(b.records))
+    if not keys:
+        raise BenchError(f"{a.label} and {b.label} share no episode keys: they cannot be compared")
+    return keys, paired_compare([bool(a.records[k]["success"]) for k in keys], [bool(b.records[k]["success"]) for k in keys])
+
+
+def comparison_rows(a: RunEpisodes, b: RunEpisodes) -> list[tuple[str, str, str]]:
+    _, pc = pair(a, b)
+
+    def rate(run: RunEpisodes, p: float) -> str:
+        lo, hi = wilson_interval(round(p * pc.n), pc.n)
+        return f"{p:.1%} [{lo:.1%}, {hi:.1%}]"
+
+    rows = [("episodes (shared keys)", str(pc.n), str(pc.n)),
+            ("success [Wilson 95% CI]", rate(a, pc.rate_a), rate(b, pc.rate_b)),
+            ("errors", str(a.errors), str(b.errors)),
+            ("discordant: only A / only B", str(pc.b), str(pc.c)),
+            ("B − A success [95% CI], exact McNemar p", "", f"{pc.diff:+.1%} [{pc.diff_low:+.1%}, {pc.diff_high:+.1%}], p = {pc.p_value:.3g}")]
+    for field, label, scale in (("paper_prefill_macs_mean", "paper prefill GMACs/step (median)", 1e-9),
+                                ("macs_total_mean", "total GMACs/step (median)", 1e-9),
+                                ("time_step_s_median", "step latency ms (median)", 1e3),
+                                ("time_prefill_s_median", "prefill latency ms (median)", 1e3)):
+        va, vb = a.metric(field), b.metric(field)
+        rows.append((label, f"{va * scale:.3f}", f"{vb * scale:.3f} ({vb / va:.2f}×)" if va else f"{vb * scale:.3f}"))
+    return rows
+
+
+@dataclass
+class Verdict:
+    failed: bool
+    reasons: list[str]
+    notes: list[str]
+
+
+def check(baseline: RunEpisodes, candidate: RunEpisodes, alpha: float, max_flops_increase: float | None,
+          max_latency_increase: float | None, max_errors: int, require_all_keys: bool = True) -> Verdict:
+    """Fail only on a statistically significant success drop or a hard metric regression."""
+    missing = set(baseline.records) - set(candidate.records)
+    if require_all_keys and missing:
+        raise BenchError(f"candidate lacks {len(missing)} of the baseline's episodes (e.g. {sorted(missing)[0]}): "
+                         "run the same spec")
+    _, pc = pair(baseline, candidate)
+    reasons, notes = [], []
+    drop = pc.rate_b < pc.rate_a
+    line = (f"success {pc.rate_a:.1%} → {pc.rate_b:.1%} on {pc.n} paired episodes "
+            f"(discordant {pc.b}/{pc.c}, exact McNemar p = {pc.p_value:.3g}, alpha {alpha})")
+    (reasons if drop and pc.p_value < alpha else notes).append(
+        line + (": significant drop" if drop and pc.p_value < alpha else ": no significant drop"))
+    if candidate.errors > max_errors:
+        reasons.append(f"{candidate.errors} episodes ended in errors (allowed {max_errors})")
+    for limit, field, label in ((max_flops_increase, "paper_prefill_macs_mean", "paper prefill MACs"),
+                                (max_latency_increase, "time_step_s_median", "median step latency")):
+        if limit is None:
+            continue
+        va, vb = baseline.metric(field), candidate.metric(field)
+        change = vb / va - 1 if va else 0.0
+        (reasons if change > limit else notes).append(f"{label} {change:+.1%} (limit +{limit:.0%})")
+    return Verdict(bool(reasons), reasons, notes)
