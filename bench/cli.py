@@ -113,6 +113,30 @@ def report(
 
 
 @app.command()
+def profile(
+    method: Annotated[str, typer.Option(help="method(s): a name, comma-separated names, or 'all'")] = "all",
+    policy: Annotated[str, typer.Option(help="policy name")] = "tiny-openvla",
+    checkpoint: Annotated[str | None, typer.Option(help="HF-format checkpoint directory")] = None,
+    random_weights: Annotated[bool, typer.Option(help="build the policy's preset with random weights (latency only)")] = False,
+    trace: Annotated[Path | None, typer.Option(help="frame trace: a trace.npz or a directory holding one")] = None,
+    record: Annotated[int | None, typer.Option(min=1, help="record a new trace of N steps from a real LIBERO rollout")] = None,
+    suite: Annotated[str, typer.Option(help="suite to record from")] = "libero_object",
+    task: Annotated[int, typer.Option(help="task to record from")] = 0,
+    warmup: Annotated[int, typer.Option(min=0, help="warm-up steps per method")] = 5,
+    repeat: Annotated[int, typer.Option(min=1, help="replays of the trace per method")] = 2,
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
+    dtype: Annotated[str, typer.Option(help="fp32 | bf16 | fp16")] = "fp32",
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("reports/profile"),
+) -> None:
+    """Performance mode: replay a recorded LIBERO frame trace through each method; latency percentiles + MACs."""
+    from bench.profile_command import profile_command
+
+    profile_command(methods=method, policy=policy, checkpoint=checkpoint, random_weights=random_weights, trace=trace,
+                    record=record, suite=SUITES.resolve(suite).name, task=task, warmup=warmup, repeat=repeat,
+                    device=device, dtype=dtype, out=out, console=console)
+
+
+@app.command()
 def compare(
     run_a: Annotated[Path, typer.Argument(help="run directory (or episodes.jsonl)")],
     run_b: Annotated[Path, typer.Argument(help="run directory (or episodes.jsonl)")],

@@ -11,9 +11,9 @@ import torch
 
 from bench.errors import BenchError
 from bench.models.checkpoint import fingerprint, load_openvla
-from bench.models.openvla import visual_token_accounting
+from bench.models.openvla import OpenVLA, visual_token_accounting
 from bench.models.steering import Steering
-from bench.models.tokenizer import openvla_prompt
+from bench.models.tokenizer import PromptTokenizer, openvla_prompt
 from bench.profiler.flops import MacMeter
 from bench.profiler.timing import RegionTimer
 from envs.preprocessing import openvla_image_chain
@@ -28,11 +28,16 @@ def gripper_to_env(g: float) -> float:
 
 
 class OpenVLAPolicy:
-    def __init__(self, name: str, checkpoint: Path, steering: Steering, unnorm_key: str,
-                 device: str = "cpu", dtype: str = "fp32", center_crop: bool = True) -> None:
+    def __init__(self, name: str, checkpoint: Path | None, steering: Steering, unnorm_key: str,
+                 device: str = "cpu", dtype: str = "fp32", center_crop: bool = True,
+                 model: OpenVLA | None = None, tokenizer: PromptTokenizer | None = None) -> None:
+        """Load ``checkpoint`` — or wrap a given random-weight ``model`` (performance mode only)."""
         self.name = name
-        self.checkpoint = Path(checkpoint)
-        self.model, self.tokenizer = load_openvla(self.checkpoint, DTYPES[dtype], device)
+        self.checkpoint = Path(checkpoint) if checkpoint else None
+        if model is None:
+            self.model, self.tokenizer = load_openvla(self.checkpoint, DTYPES[dtype], device)
+        else:
+            self.model, self.tokenizer = model, tokenizer
         self.steering = steering
         try:
             steering.bind(self.model.cfg.text.num_hidden_layers, self.model.cfg.vision[0].grid ** 2)
@@ -44,13 +49,14 @@ class OpenVLAPolicy:
         if key not in stats:
             raise BenchError(f"checkpoint {checkpoint} has no norm_stats for {unnorm_key!r}; it has {sorted(stats)}")
         self.unnorm_key = key
-        self._fingerprint = fingerprint(self.checkpoint)
+        self._fingerprint = fingerprint(self.checkpoint) if self.checkpoint else "random-weights"
 
     def fingerprint(self) -> str:
         return self._fingerprint
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "checkpoint": str(self.checkpoint), "fingerprint": self._fingerprint,
+        return {"name": self.name, "checkpoint": str(self.checkpoint or "random weights"),
+                "fingerprint": self._fingerprint,
                 "device": self.device, "dtype": self.dtype, "unnorm_key": self.unnorm_key,
                 "center_crop": self.center_crop, "attention": "sdpa" + ("" if self.steering.causal else "-noncausal"),
                 "n_parameters": sum(p.numel() for p in self.model.parameters())}
@@ -93,6 +99,30 @@ def resolve_checkpoint(name: str, checkpoint: str | None) -> Path:
     if not Path(checkpoint).is_dir():
         raise BenchError(f"checkpoint directory {checkpoint!r} does not exist")
     return Path(checkpoint).resolve()
+
+
+def random_weight_policy(preset_name: str, steering: Steering, suite: str, device: str, dtype: str) -> OpenVLAPolicy:
+    """A preset with random weights, built directly on ``device`` in ``dtype`` (latency work without a checkpoint)."""
+    import dataclasses
+
+    from bench.models.presets import identity_norm_stats, preset
+    from bench.models.tokenizer import build_word_tokenizer
+
+    cfg = preset(preset_name)
+    cfg = dataclasses.replace(cfg, norm_stats=cfg.norm_stats or identity_norm_stats())
+    default = torch.get_default_dtype()
+    torch.manual_seed(0)
+    try:
+        torch.set_default_dtype(DTYPES[dtype])
+        with torch.device(device):
+            model = OpenVLA(cfg).eval()
+    finally:
+        torch.set_default_dtype(default)
+    tokenizer = build_word_tokenizer([], cfg.n_text_vocab, cfg.n_action_bins)
+    if cfg.empty_token_id >= cfg.n_text_vocab - cfg.n_action_bins:
+        raise BenchError(f"preset {preset_name!r}: empty token id collides with action tokens")
+    return OpenVLAPolicy(f"{preset_name} (random weights)", None, steering, suite, device, dtype, model=model,
+                         tokenizer=tokenizer)
 
 
 def load_openvla_policy(name: str, checkpoint: str | None, steering: Steering, suite: str,

@@ -14,7 +14,7 @@ import torch
 from bench.policy import Policy
 from bench.rollout import rollout
 from bench.spec import RunSpec, episode_key
-from bench.store import RunStore, latest_by_key, read_episodes, run_dir_for
+from bench.store import RunStore, latest_by_key, materialize_steps, read_episodes, run_dir_for
 from envs.suite import Suite
 
 
@@ -87,6 +87,7 @@ def execute(
                         progress.advance(record)
             finally:
                 task.close()
+        materialize_steps(store.dir)
         latest = latest_by_key(read_episodes(store.dir))
         planned = {episode_key(*k) for k in spec.episode_keys()}
         mine = [r for k, r in latest.items() if k in planned]

@@ -44,6 +44,31 @@ def latest_by_key(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {r["key"]: r for r in records}
 
 
+def materialize_steps(run_dir: Path) -> Path | None:
+    """Write steps.parquet from the append-only steps.jsonl: rows of finished episodes, last attempt only."""
+    import pandas as pd
+
+    run_dir = Path(run_dir)
+    src = run_dir / STEPS
+    latest = latest_by_key(read_episodes(run_dir))
+    if not src.exists() or not latest:
+        return None
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for line in src.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row["key"] in latest:
+            rows.setdefault(row["key"], []).append(row)
+    kept = [r for key, rs in rows.items() for r in rs[len(rs) - latest[key]["steps"]:]]
+    if not kept:
+        return None
+    out = run_dir / "steps.parquet"
+    pd.DataFrame(kept).to_parquet(out, index=False)
+    return out
+
+
 def read_manifest(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / MANIFEST
     if not path.exists():

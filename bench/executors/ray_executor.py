@@ -21,7 +21,7 @@ from typing import Any
 from bench.errors import BenchError
 from bench.runner import RunResult
 from bench.spec import RunSpec, episode_key
-from bench.store import RunStore, latest_by_key, read_episodes, run_dir_for
+from bench.store import RunStore, latest_by_key, materialize_steps, read_episodes, run_dir_for
 
 
 @dataclass(frozen=True)
@@ -157,6 +157,7 @@ def execute_ray(spec: RunSpec, recipe: Any, out_root: Path, manifest: dict[str, 
             if progress is not None:
                 progress.advance(record)
             dispatch(i)
+        materialize_steps(store.dir)
         latest = latest_by_key(read_episodes(store.dir))
         planned = {episode_key(*k) for k in spec.episode_keys()}
         mine = [r for k, r in latest.items() if k in planned]
