@@ -105,11 +105,19 @@ def flops(
 def report(
     run_dirs: Annotated[list[Path], typer.Argument(help="run directories (or roots containing them)")],
     out: Annotated[Path, typer.Option(help="output folder for tables and plots")] = Path("reports"),
+    paper: Annotated[str | None, typer.Option(help="also regenerate a paper's tables, e.g. lac")] = None,
+    policy: Annotated[str | None, typer.Option(help="policy whose runs fill the paper tables")] = None,
+    import_results: Annotated[Path | None, typer.Option(help="CSV table,row,column,value of external results")] = None,
 ) -> None:
-    """Summarise runs: success with Wilson 95% CI, steps, latency and MACs → Markdown, CSV and a plot."""
+    """Summarise runs (success with Wilson 95% CI, latency, MACs) → Markdown, CSV, plots; --paper: its tables."""
     from bench.report import write_summary
 
     write_summary(run_dirs, out, console)
+    if paper:
+        from bench.paper_report import write_paper_tables
+
+        written = write_paper_tables(paper, run_dirs, out, policy, import_results)
+        console.print(f"wrote {len(written)} paper-table files to {out} ({paper}_table1..5 .md/.tex/.csv)")
 
 
 @app.command()

@@ -41,14 +41,32 @@ def build_policy(name: str, method: str, checkpoint: str | None, random_weights:
     return POLICIES.load(name)(name, checkpoint, steering, suite, device=device, dtype=dtype)
 
 
-def profile_method(policy: Any, frames: np.ndarray, instruction: str, warmup: int, repeat: int) -> list[dict]:
+def patch_status(policy: Any, layer: int = -1) -> np.ndarray:
+    """Per visual patch at ``layer`` of the last prefill: 0 computed, 1 reused, 2 dropped."""
+    n = policy.model.cfg.vision[0].grid ** 2
+    computed = policy.model.last_prefill.computed_per_layer[layer].cpu()
+    live = policy.cache.live[layer, 1 : 1 + n].cpu()
+    status = np.where(live.numpy(), 1, 2)
+    status[np.isin(np.arange(1, n + 1), computed.numpy())] = 0
+    return status
+
+
+def profile_method(policy: Any, frames: np.ndarray, instruction: str, warmup: int, repeat: int,
+                   mask_png: Path | None = None) -> list[dict]:
+    from bench.plots import token_mask_overlay
+    from envs.preprocessing import openvla_image_chain
+
     policy.reset(instruction, 0)
     for f in frames[:warmup]:
         policy.act({"agentview_image": f})
     rows = []
-    for _ in range(repeat):
+    for r in range(repeat):
         policy.reset(instruction, 0)  # each replay is a fresh episode: methods start from a full step
-        rows += [policy.act({"agentview_image": f})[1] for f in frames]
+        for i, f in enumerate(frames):
+            rows.append(policy.act({"agentview_image": f})[1])
+            if mask_png is not None and r == 0 and i == len(frames) // 2:
+                token_mask_overlay(openvla_image_chain(f), patch_status(policy), f"{mask_png.stem}, step {i}, "
+                                   "last layer", mask_png)
     return rows
 
 
@@ -68,12 +86,13 @@ def profile_command(*, methods: str, policy: str, checkpoint: str | None, random
     if trace is None:
         raise BenchError("give --trace FILE|RUN_DIR or --record N to record a frame trace")
     frames, instruction, trace_suite = load_trace(trace)
+    out.mkdir(parents=True, exist_ok=True)
     dev_name = torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or "cpu"
     roof = device_for(dev_name if device == "cuda" else "cpu")
     results = []
     for name in names:
         pol = build_policy(policy, name, checkpoint, random_weights, trace_suite, device, dtype)
-        rows = profile_method(pol, frames, instruction, warmup, repeat)
+        rows = profile_method(pol, frames, instruction, warmup, repeat, out / f"token_mask_{name}.png")
         cfg = pol.model.cfg.text
         llm_params = sum(p.numel() for p in pol.model.language_model.model.layers.parameters())
         bytes_per = torch.finfo(pol.model.language_model.lm_head.weight.dtype).bits // 8
@@ -100,7 +119,6 @@ def profile_command(*, methods: str, policy: str, checkpoint: str | None, random
                "cuda": torch.version.cuda if device == "cuda" else None, "attention": "sdpa (+ explicit softmax rows "
                "for the statistics a method requests)", "trace": str(trace), "frames": len(frames),
                "warmup_steps": warmup, "repeats": repeat, "batch_size": 1}
-    out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "profile.csv", index=False)
     (out / "profile.json").write_text(json.dumps({"context": context, "results": results}, indent=2))
     _print(df, context, console)

@@ -64,6 +64,7 @@ def write_summary(paths: list[Path], out: Path, console: Console) -> pd.DataFram
         "paper = prefill decoder layers only (4nd²+2n²d+3ndm).\n\n" + view.to_markdown(index=False, floatfmt=".2f") + "\n"
     )
     _plot(df, out / "summary.png")
+    _more_plots(df, find_runs(paths), out)
     table = Table(*view.columns[:-2])
     for row in view.itertuples(index=False):
         table.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row[:-2]])
@@ -90,3 +91,25 @@ def _plot(df: pd.DataFrame, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _more_plots(summary: pd.DataFrame, runs: list[Path], out: Path) -> None:
+    from bench.plots import cache_ratio_over_episode, mac_breakdown, per_suite_bars
+
+    per_suite_bars(summary, out / "success_by_suite.png")
+    means, series = {}, {}
+    for run in runs:
+        manifest = read_manifest(run)
+        label = f"{manifest['spec']['method']} · {manifest['spec']['suite']}"
+        steps = run / "steps.parquet"
+        if not steps.exists():
+            continue
+        df = pd.read_parquet(steps)
+        means[label] = df[[c for c in df.columns if c.startswith("macs_") and c != "macs_total"]].mean()
+        first = df[df.key == df.key.iloc[0]]
+        if "cache_ratio" in first and "visual_computed_mean" in first:
+            series[label] = first
+    if means:
+        mac_breakdown(pd.DataFrame(means).T, out / "macs_breakdown.png")
+    if series:
+        cache_ratio_over_episode(series, out / "cache_ratio_episode.png")
