@@ -144,6 +144,46 @@ def profile(
                     device=device, dtype=dtype, out=out, console=console)
 
 
+train_app = typer.Typer(help="Train LAC's modules (teacher mode) against a frozen policy.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("lac")
+def train_lac_command(
+    policy: Annotated[str, typer.Option(help="frozen VLA policy")] = "tiny-openvla",
+    checkpoint: Annotated[str | None, typer.Option(help="HF-format checkpoint directory")] = None,
+    suite: Annotated[str, typer.Option(help="LIBERO suite for teacher rollouts")] = "libero_object",
+    tasks: Annotated[str, typer.Option(help="task ids for teacher rollouts")] = "0,1,2,3",
+    teacher_rollouts: Annotated[int, typer.Option(min=1, help="teacher episodes (full-compute rollouts)")] = 8,
+    steps_per_rollout: Annotated[int, typer.Option(min=2, help="policy steps recorded per rollout")] = 30,
+    stage1_steps: Annotated[int, typer.Option(min=0, help="Stage I optimizer steps (0: skip Stage I)")] = 300,
+    stage2_steps: Annotated[int, typer.Option(min=1, help="Stage II optimizer steps")] = 300,
+    lam: Annotated[float, typer.Option(help="λ: weight of the cache-ratio reward")] = 0.2,
+    tau: Annotated[float, typer.Option(help="Gumbel-softmax temperature")] = 1.0,
+    tau_s: Annotated[float, typer.Option(help="soft-mask temperature")] = 0.05,
+    motion: Annotated[str, typer.Option(help="flow | language")] = "flow",
+    teacher_data: Annotated[str, typer.Option(help="reuse an earlier teacher.npz")] = "",
+    out: Annotated[Path, typer.Option(help="output folder (checkpoints, curves, lac.safetensors)")] = Path("results/train/lac"),
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
+) -> None:
+    """Stage I (attention alignment) then Stage II (end to end, soft-mix KV); resumable; writes loss curves."""
+    from bench.run_command import build_method, resolve_device
+    from bench.train.lac import LACTrainConfig, train_lac
+
+    if motion not in ("flow", "language"):
+        raise BenchError(f"--motion takes flow or language; got {motion!r}")
+    suite_name = SUITES.resolve(suite).name
+    steering, _ = build_method("baseline", {})
+    the_policy = POLICIES.load(POLICIES.resolve(policy).name)(POLICIES.resolve(policy).name, checkpoint, steering,
+                                                                  suite_name, device=resolve_device(device))
+    cfg = LACTrainConfig(suite=suite_name, tasks=parse_tasks(tasks) or [0], teacher_rollouts=teacher_rollouts,
+                         steps_per_rollout=steps_per_rollout, stage1_steps=stage1_steps, stage2_steps=stage2_steps,
+                         lam=lam, tau=tau, tau_s=tau_s, motion=motion, stage1=stage1_steps > 0,
+                         teacher_data=teacher_data)
+    final = train_lac(the_policy, cfg, out, log=lambda m: console.print(m, highlight=False))
+    console.print(f"wrote {final}, {out / 'loss_curves.png'}, {out / 'train_config.json'}")
+
+
 @app.command()
 def compare(
     run_a: Annotated[Path, typer.Argument(help="run directory (or episodes.jsonl)")],

@@ -78,6 +78,7 @@ class OpenVLAPolicy:
             self.steering.begin_step(image, self.step_index)
             method_s = time.perf_counter() - t0
             tokens = self.model.predict_action_tokens(pixels, self.input_ids, self.cache, self.steering, meter, timer)
+            self.last_tokens = tokens
             action = self.model.unnormalize(self.model.tokens_to_normalized(tokens), self.unnorm_key)
             action[-1] = gripper_to_env(action[-1])
         self.step_index += 1

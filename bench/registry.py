@@ -62,6 +62,14 @@ METHODS.add("vla-cache-importance", "methods.vla_cache:VLACache", "VLA-Cache var
             order="importance")
 METHODS.add("vla-cache-noncausal", "methods.vla_cache:VLACache",
             "VLA-Cache as the reference ran: non-causal prefill (SDPA→eager fallback)", causal=False)
+METHODS.add("lac", "methods.lac.method:LAC", "LAC: learned selector (RGB+flow CNN) + cache-ratio predictor + recovery")
+METHODS.add("lac-selector-only", "methods.lac.method:LAC", "LAC ablation: selector with a fixed 40% cache ratio, no recovery",
+            fixed_ratio=0.4, p_recover=0.0)
+METHODS.add("lac-no-recovery", "methods.lac.method:LAC", "LAC ablation: no stochastic recovery", p_recover=0.0)
+METHODS.add("lac-no-stage1", "methods.lac.method:LAC", "LAC ablation: modules trained by Stage II only",
+            weights="no-stage1")
+METHODS.add("lac-language", "methods.lac.method:LAC", "LAC ablation: language-guided selector instead of flow",
+            weights="language", motion="language")
 
 for _name, _steps in {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520, "libero_90": 400}.items():
     SUITES.add(

@@ -65,7 +65,8 @@ class KVCache:
         self.steps = 0  # completed control steps whose K/V the cache holds
 
     def write(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: torch.Tensor) -> None:
-        if torch.is_grad_enabled() and (k.requires_grad or v.requires_grad):  # keep autograd's history (training)
+        if torch.is_grad_enabled() and (k.requires_grad or v.requires_grad or self.k[layer].requires_grad):
+            # out of place: autograd may still need the old tensor (soft-mix training)
             self.k[layer] = self.k[layer].index_copy(2, slots, k)
             self.v[layer] = self.v[layer].index_copy(2, slots, v)
         else:

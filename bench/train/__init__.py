@@ -1,0 +1,1 @@
+"""Training: LAC's two stages (lac.py)."""

@@ -1,0 +1,82 @@
+"""Teacher-mode data for LAC: frames from real LIBERO rollouts of the policy, plus what the frozen VLA
+says about each frame under full compute (layer-15 text→vision saliency and its greedy action tokens)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.models.steering import PrefillState, Steering
+from envs.preprocessing import openvla_image_chain
+from methods.vla_cache import ATTN_LAYER, text_to_vision
+
+
+class SaliencyProbe(Steering):
+    """Full compute, asking for layer-15 attention: the Stage-I target (min-max normalised per frame)."""
+
+    attention_layers = frozenset({ATTN_LAYER})
+
+    def at_layer(self, state: PrefillState) -> None:
+        if state.attn is not None:
+            s = text_to_vision(state.attn, state.attn_query_slots, 256, 35)
+            self.saliency = (s - s.min()) / (s.max() - s.min() + 1e-8)
+
+
+def collect(policy: Any, suite_name: str, tasks: list[int], episodes: int, steps: int, path: Path, log=print) -> dict:
+    """Roll the policy out (full compute) on ``episodes`` init states spread over ``tasks``; cache to ``path``."""
+    if path.exists():
+        return dict(np.load(path, allow_pickle=False))
+    from envs.libero import LiberoSuite
+
+    suite = LiberoSuite(suite_name)
+    frames, instructions, saliency, tokens = [], [], [], []
+    probe = SaliencyProbe()
+    for e in range(episodes):
+        task = suite.task(tasks[e % len(tasks)])
+        obs = task.reset(e // len(tasks))
+        policy.reset(task.instruction, e)
+        for _ in range(suite.protocol.wait_steps):
+            obs, _ = task.step(np.asarray(suite.protocol.wait_action))
+        ep_frames, ep_sal, ep_tok = [], [], []
+        for _ in range(steps):
+            img = openvla_image_chain(obs["agentview_image"])
+            action, _ = policy.act(obs)
+            ep_frames.append(img)
+            ep_tok.append(policy.last_tokens)
+            cache = policy.model.new_cache(policy.cache.n_prefill)
+            policy.model.predict_action_tokens(policy.model.pixel_values(img), policy.input_ids, cache, probe)
+            ep_sal.append(probe.saliency.float().numpy())
+            obs, _ = task.step(action)
+        task.close()
+        frames.append(ep_frames)
+        saliency.append(ep_sal)
+        tokens.append(ep_tok)
+        instructions.append(task.instruction)
+        log(f"teacher rollout {e + 1}/{episodes}: {task.name}")
+    data = {"frames": np.asarray(frames, np.uint8), "saliency": np.asarray(saliency, np.float32),
+            "tokens": np.asarray(tokens, np.int64), "instructions": np.asarray(instructions)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **data)
+    return data
+
+
+def pairs(data: dict) -> list[tuple[int, int]]:
+    """(episode, t) with a previous frame: the samples both stages train on."""
+    e, t = data["frames"].shape[:2]
+    return [(i, j) for i in range(e) for j in range(1, t)]
+
+
+def inputs(data: dict, motion: str) -> torch.Tensor:
+    """Precomputed 5-channel inputs [N, 5, 224, 224] (fp16) for every pair, in ``pairs`` order."""
+    from methods.lac.flow import lac_input
+    from methods.lac.method import language_input
+
+    out = []
+    for e, t in pairs(data):
+        f, prev = data["frames"][e, t], data["frames"][e, t - 1]
+        x = lac_input(f, prev) if motion == "flow" else language_input(f, torch.from_numpy(data["saliency"][e, t - 1]))
+        out.append(x[0].half())
+    return torch.stack(out)

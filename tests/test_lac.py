@@ -1,0 +1,92 @@
+"""LAC: straight-through estimators, soft mask, recovery rate, and the method in the compute plan."""
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from bench.models.steering import PrefillState
+from methods.lac.flow import farneback, lac_input
+from methods.lac.method import LAC, LACConfig, recovered_tokens
+from methods.lac.nets import CANDIDATE_RATIOS, LACNet, gumbel_ratio, soft_cache_mask
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("lac") / "net.safetensors"
+    save_file(LACNet().state_dict(), str(path))
+    return str(path)
+
+
+def test_gumbel_straight_through_is_one_hot_with_gradients_to_the_predictor():
+    torch.manual_seed(0)
+    logits = torch.randn(4, len(CANDIDATE_RATIOS), requires_grad=True)
+    p, ratio = gumbel_ratio(logits, torch.tensor(CANDIDATE_RATIOS), tau=1.0)
+    assert torch.equal(p.detach().sum(-1), torch.ones(4)) and set(p.detach().unique().tolist()) == {0.0, 1.0}
+    assert all(round(r, 6) in CANDIDATE_RATIOS for r in ratio.tolist())
+    (-ratio.sum()).backward()  # the L_ratio reward
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+def test_soft_mask_forward_is_hard_top_k_and_gradients_reach_the_selector():
+    torch.manual_seed(0)
+    scores = torch.rand(2, 256, requires_grad=True)
+    ratio = torch.tensor([0.4, 0.8], requires_grad=True)
+    m = soft_cache_mask(scores, ratio, tau_s=0.05)
+    for b, r in enumerate((0.4, 0.8)):
+        k = round(r * 256)
+        cached = scores[b].detach().argsort()[:k]
+        expect = torch.ones(256)
+        expect[cached] = 0
+        assert torch.equal(m[b].detach(), expect)
+    (m * torch.randn(2, 256)).sum().backward()
+    assert scores.grad.abs().sum() > 0 and ratio.grad.abs().sum() > 0
+
+
+def test_flow_sees_motion_and_input_has_five_channels():
+    rng = np.random.default_rng(0)
+    img = (rng.random((224, 224, 3)) * 255).astype(np.uint8)
+    img = np.ascontiguousarray(np.kron(img[::8, ::8], np.ones((8, 8, 1), np.uint8)))  # smooth blocks
+    shifted = np.roll(img, 3, axis=1)
+    flow = farneback(img, shifted)
+    assert np.median(flow[40:180, 40:180, 0]) == pytest.approx(3, abs=1.0)
+    x = lac_input(shifted, img)
+    assert x.shape == (1, 5, 224, 224) and x[0, 3:].abs().max() > 0
+    assert lac_input(img, None)[0, 3:].abs().max() == 0  # first frame: no motion
+
+
+def test_recovery_rate_matches_p_with_a_fixed_seed():
+    rng = np.random.default_rng(123)
+    draws = [recovered_tokens(100, rng, p=0.3, fraction=0.5) for _ in range(20000)]
+    assert abs(np.mean([len(d) > 0 for d in draws]) - 0.3) < 0.01
+    assert {len(d) for d in draws} == {0, 50} and all(len(set(d)) == len(d) for d in draws)
+    again = [recovered_tokens(100, np.random.default_rng(123), 0.3, 0.5) for _ in range(1)]
+    assert np.array_equal(again[0], recovered_tokens(100, np.random.default_rng(123), 0.3, 0.5))
+
+
+def test_method_recovers_at_its_rate_over_an_episode(weights):
+    method = LAC(LACConfig(weights=weights, fixed_ratio=0.5, p_recover=0.25, recover_fraction=0.5))
+    method.reset_episode(7)
+    frame = np.zeros((224, 224, 3), np.uint8)
+    counts = []
+    for i in range(121):
+        method.begin_step(frame, i)
+        counts.append(method.recovered)
+    assert set(counts[1:]) <= {0, 64} and 0.12 < np.mean([c > 0 for c in counts[1:]]) < 0.38
+
+
+def test_lac_caches_the_lowest_scores_from_layer_0(weights):
+    method = LAC(LACConfig(weights=weights, fixed_ratio=0.25, p_recover=0.0))
+    method.reset_episode(0)
+    rng = np.random.default_rng(1)
+    f0 = (rng.random((224, 224, 3)) * 255).astype(np.uint8)
+    method.begin_step(f0, 0)
+    assert method.cached.numel() == 0  # first step of an episode: full compute
+    method.begin_step(np.roll(f0, 2, axis=0), 1)
+    assert method.cached.numel() == 64 and method.cached.min() >= 1 and method.cached.max() <= 256
+    slots = torch.arange(290)
+    state = PrefillState(0, torch.zeros(1, 290, 4), slots, slots.clone(), torch.ones(300, dtype=torch.bool), 290, 290,
+                         can_reuse=True)
+    method.at_layer(state)
+    assert state.slots.numel() == 290 - 64 and not torch.isin(method.cached, state.slots).any()
