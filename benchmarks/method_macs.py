@@ -13,41 +13,26 @@ Usage: python benchmarks/method_macs.py [--steps 20]
 from __future__ import annotations
 
 import argparse
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
 from bench.policies import load_openvla_policy
 from bench.profiler.flops import paper_prefill_macs
+from bench.profiler.trace import load_trace, record_trace
 from bench.run_command import build_method
-from envs.libero import LiberoSuite
-from methods.baseline import Baseline
 
 METHODS = ("baseline", "fastv", "fastv-k3", "sparsevlm", "vla-cache", "vla-cache-importance")
 INSTRUCTION_SUITE = "libero_object"
-
-
-def record_trace(steps: int) -> tuple[list[np.ndarray], str]:
-    suite = LiberoSuite(INSTRUCTION_SUITE)
-    task = suite.task(0)
-    policy = load_openvla_policy("tiny-openvla", None, Baseline(), INSTRUCTION_SUITE)
-    obs = task.reset(0)
-    policy.reset(task.instruction, 0)
-    for _ in range(suite.protocol.wait_steps):
-        obs, _ = task.step(np.asarray(suite.protocol.wait_action))
-    frames = []
-    for _ in range(steps):
-        frames.append(obs["agentview_image"].copy())
-        action, _ = policy.act(obs)
-        obs, _ = task.step(action)
-    task.close()
-    return frames, task.instruction
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=20)
     args = ap.parse_args()
-    frames, instruction = record_trace(args.steps)
+    with tempfile.TemporaryDirectory() as tmp:
+        frames, instruction, _ = load_trace(record_trace(INSTRUCTION_SUITE, 0, args.steps, Path(tmp) / "trace.npz"))
     print(f"trace: {len(frames)} frames of libero_object task 0 ('{instruction}'), tiny policy, CPU")
     print(f"{'method':<22}{'tiny paper MMACs':>18}{'7B paper TMACs':>16}{'7B vs dense':>12}{'visual computed':>17}{'cache ratio':>13}")
     dense = None
