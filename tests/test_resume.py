@@ -54,7 +54,7 @@ def test_same_spec_same_records(tmp_path):
     assert [x["actions_sha1"] for x in a] == [x["actions_sha1"] for x in b]
 
 
-@pytest.mark.parametrize("method", ["fastv", "sparsevlm", "vla-cache"])
+@pytest.mark.parametrize("method", ["fastv", "sparsevlm", "vla-cache", "lac", "lac-language"])
 def test_methods_run_in_bench_run(tmp_path, method):
     args = ["run", "--method", method, "--suite", "libero_object", "--tasks", "0", "--episodes-per-task", "1",
             "--max-steps", "4", "--out", str(tmp_path)]
