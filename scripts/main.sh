@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: a real LIBERO comparison on CPU with the embedded tiny policy.
-# baseline, FastV, SparseVLM and VLA-Cache on the same libero_object episodes (OpenVLA protocol), a
+# baseline, FastV, SparseVLM, VLA-Cache and LAC on the same libero_object episodes (OpenVLA protocol), a
 # performance-mode profile on a recorded frame trace, then tables and plots in reports/.
 # Runs are resumable: rerunning skips finished episodes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 export PATH="$PWD/.venv/bin:$PATH"
-for method in baseline fastv sparsevlm vla-cache; do
+for method in baseline fastv sparsevlm vla-cache lac; do
   bench run --method "$method" --suite libero_object --tasks 0 --episodes-per-task 2
 done
-bench profile --record 20 --method baseline,fastv,sparsevlm,vla-cache --out reports/profile
+bench profile --record 20 --method baseline,fastv,sparsevlm,vla-cache,lac --out reports/profile
 bench report results/runs --out reports --paper lac
