@@ -29,6 +29,12 @@ def ours_from(hf) -> LlamaExecutor:
     return model
 
 
+def seeded_model_and_ids(n: int) -> tuple[LlamaExecutor, torch.Tensor]:
+    """A random executor (seed 0) and n random prompt ids."""
+    torch.manual_seed(0)
+    return LlamaExecutor(CFG).eval(), torch.randint(0, CFG.vocab_size, (1, n))
+
+
 def prefill_logits(model: LlamaExecutor, ids: torch.Tensor, steering: Steering | None = None, cache=None):
     cache = cache or model.new_cache(ids.shape[1] + 8)
     hidden, _ = model.prefill(model.model.embed_tokens(ids), cache, steering)
@@ -81,9 +87,7 @@ class AskAttention(Steering):
 
 
 def test_empty_plan_and_statistics_requests_are_bit_identical_to_baseline():
-    torch.manual_seed(0)
-    model = LlamaExecutor(CFG).eval()
-    ids = torch.randint(0, CFG.vocab_size, (1, 40))
+    model, ids = seeded_model_and_ids(40)
     with torch.no_grad():
         base, _ = prefill_logits(model, ids)
         empty, _ = prefill_logits(model, ids, Steering())
@@ -98,9 +102,7 @@ def test_empty_plan_and_statistics_requests_are_bit_identical_to_baseline():
 
 
 def test_reusing_every_visual_token_on_an_identical_input_matches_recompute():
-    torch.manual_seed(0)
-    model = LlamaExecutor(CFG).eval()
-    ids = torch.randint(0, CFG.vocab_size, (1, 40))
+    model, ids = seeded_model_and_ids(40)
     visual = torch.arange(1, 30)
     with torch.no_grad():
         full1, cache = prefill_logits(model, ids, ReuseSlots(visual))  # first step: nothing to reuse yet
@@ -127,9 +129,7 @@ def test_reuse_without_a_previous_step_is_refused():
 
 
 def test_dropped_tokens_are_neither_queries_nor_keys():
-    torch.manual_seed(0)
-    model = LlamaExecutor(CFG).eval()
-    ids = torch.randint(0, CFG.vocab_size, (1, 30))
+    model, ids = seeded_model_and_ids(30)
     drop = torch.tensor([3, 4, 5])
 
     class Drop(Steering):
@@ -155,9 +155,7 @@ def test_dropped_tokens_are_neither_queries_nor_keys():
 
 
 def test_soft_mix_of_one_is_the_full_forward():
-    torch.manual_seed(0)
-    model = LlamaExecutor(CFG).eval()
-    ids = torch.randint(0, CFG.vocab_size, (1, 24))
+    model, ids = seeded_model_and_ids(24)
     with torch.no_grad():
         full, cache = prefill_logits(model, ids)
         cache.steps += 1
