@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-REGIONS = ("vision", "projector", "prefill", "decode", "lm_head", "method_attn_stats")
+REGIONS = ("vision", "projector", "prefill", "decode", "lm_head", "method_attn_stats", "method_lac_cnn")
 
 
 def per_suite_bars(summary: pd.DataFrame, path: Path) -> None:

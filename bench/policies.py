@@ -82,6 +82,8 @@ class OpenVLAPolicy:
             action = self.model.unnormalize(self.model.tokens_to_normalized(tokens), self.unnorm_key)
             action[-1] = gripper_to_env(action[-1])
         self.step_index += 1
+        for region, macs in self.steering.step_macs().items():
+            meter.add(region, macs)
         n_visual = self.model.cfg.vision[0].grid ** 2
         tokens_used = visual_token_accounting(n_visual, self.cache.n_prefill, self.model.last_prefill, self.cache)
         hooks_s = self.model.last_prefill.hook_seconds

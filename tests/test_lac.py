@@ -90,3 +90,12 @@ def test_lac_caches_the_lowest_scores_from_layer_0(weights):
                          can_reuse=True)
     method.at_layer(state)
     assert state.slots.numel() == 290 - 64 and not torch.isin(method.cached, state.slots).any()
+
+
+def test_cnn_macs_match_fvcore():
+    from fvcore.nn import FlopCountAnalysis
+
+    net = LACNet().eval()
+    analysis = FlopCountAnalysis(net, torch.zeros(1, 5, 224, 224))
+    analysis.unsupported_ops_warnings(False)
+    assert abs(net.macs() - analysis.total()) / analysis.total() < 0.01

@@ -123,3 +123,7 @@ class Steering:
     def step_record(self) -> dict[str, Any]:
         """Per-step fields the method reports (token counts, cache ratio, overhead seconds)."""
         return {}
+
+    def step_macs(self) -> dict[str, int]:
+        """MACs the method itself spent this step, by region (e.g. a selector CNN), for the full-cost view."""
+        return {}

@@ -91,11 +91,12 @@ class LAC(Steering):
         self.prev_frame: np.ndarray | None = None
         self.relevance: torch.Tensor | None = None
         self.cached = torch.empty(0, dtype=torch.long)
-        self.ratio, self.recovered = 0.0, 0
+        self.ratio, self.recovered, self.ran_net = 0.0, 0, False
 
     def begin_step(self, frame: np.ndarray, step_index: int) -> None:
         cfg = self.config
         self.cached, self.ratio, self.recovered = torch.empty(0, dtype=torch.long), 0.0, 0
+        self.ran_net = self.prev_frame is not None
         if self.prev_frame is not None:
             x = lac_input(frame, self.prev_frame) if cfg.motion == "flow" else language_input(frame, self.relevance)
             with torch.no_grad():
@@ -114,6 +115,10 @@ class LAC(Steering):
             state.reuse(self.cached.to(state.slots.device))
         if state.attn is not None and state.layer - 1 == ATTN_LAYER:
             self.relevance = text_to_vision(state.attn, state.attn_query_slots, self.config.n_visual, 35)
+
+    def step_macs(self) -> dict[str, int]:
+        """The selector/predictor CNN ran this step (flow is classical CV: timed, not counted)."""
+        return {"method_lac_cnn": self.net.macs()} if self.ran_net else {}
 
     def step_record(self) -> dict[str, float]:
         return {"lac_ratio": self.ratio, "lac_cached": int(self.cached.numel()), "lac_recovered": self.recovered}

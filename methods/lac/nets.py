@@ -25,6 +25,15 @@ class LACNet(nn.Module):
         self.selector = nn.Conv2d(width, 1, 1)
         self.predictor = nn.Linear(width, n_ratios)
 
+    def macs(self, size: int = 224) -> int:
+        """Multiply-accumulates of one forward at ``size`` px (convolutions and the two heads)."""
+        total, hw = 0, size
+        for layer in self.trunk:
+            if isinstance(layer, nn.Conv2d):
+                hw = (hw + 2 * layer.padding[0] - layer.kernel_size[0]) // layer.stride[0] + 1
+                total += hw * hw * layer.out_channels * layer.in_channels * layer.kernel_size[0] ** 2
+        return total + hw * hw * self.selector.in_channels + self.predictor.in_features * self.predictor.out_features
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: [B, C, 224, 224] → (scores [B, 256] in [0, 1], ratio logits [B, n_ratios])."""
         h = self.trunk(x)
