@@ -48,10 +48,12 @@ def test_kill_mid_run_then_resume(tmp_path):
 def test_same_spec_same_records(tmp_path):
     """Greedy policy + protocol seeding: a rerun in a fresh directory reproduces actions exactly."""
     args = ["run", "--suite", "libero_object", "--tasks", "2", "--episodes-per-task", "1", "--max-steps", "8"]
-    for sub in ("a", "b"):
-        assert run_bench(*args, "--out", str(tmp_path / sub)).returncode == 0
+    for sub, extra in (("a", ["--video"]), ("b", [])):
+        assert run_bench(*args, *extra, "--out", str(tmp_path / sub)).returncode == 0
     a, b = records(tmp_path / "a"), records(tmp_path / "b")
     assert [x["actions_sha1"] for x in a] == [x["actions_sha1"] for x in b]
+    (video,) = list((tmp_path / "a").rglob("videos/task02_ep00.mp4"))  # --video writes one mp4 per episode
+    assert video.stat().st_size > 1000 and not list((tmp_path / "b").rglob("*.mp4"))
 
 
 @pytest.mark.parametrize("method", ["fastv", "sparsevlm", "vla-cache", "lac", "lac-language"])
