@@ -167,13 +167,14 @@ def train_lac_command(
     device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
 ) -> None:
     """Stage I (attention alignment) then Stage II (end to end, soft-mix KV); resumable; writes loss curves."""
-    from bench.run_command import build_method, resolve_device
+    from bench.run_command import resolve_device
     from bench.train.lac import LACTrainConfig, train_lac
+    from bench.train.lac_data import SaliencyProbe
 
     if motion not in ("flow", "language"):
         raise BenchError(f"--motion takes flow or language; got {motion!r}")
     suite_name = SUITES.resolve(suite).name
-    steering, _ = build_method("baseline", {})
+    steering = SaliencyProbe()  # full compute that also reports layer-15 saliency for the teacher data
     the_policy = POLICIES.load(POLICIES.resolve(policy).name)(POLICIES.resolve(policy).name, checkpoint, steering,
                                                                   suite_name, device=resolve_device(device))
     cfg = LACTrainConfig(suite=suite_name, tasks=parse_tasks(tasks) or [0], teacher_rollouts=teacher_rollouts,

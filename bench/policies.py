@@ -72,7 +72,7 @@ class OpenVLAPolicy:
         timer, meter = RegionTimer(self.device), MacMeter()
         with timer.region("step"):
             with timer.region("preprocess"):
-                image = openvla_image_chain(obs["agentview_image"], crop=self.center_crop)
+                image = self.last_image = openvla_image_chain(obs["agentview_image"], crop=self.center_crop)
                 pixels = self.model.pixel_values(image)
             t0 = time.perf_counter()
             self.steering.begin_step(image, self.step_index)

@@ -51,7 +51,8 @@ def summarize_run(run_dir: Path) -> dict:
 
 
 def write_summary(paths: list[Path], out: Path, console: Console) -> pd.DataFrame:
-    df = pd.DataFrame([summarize_run(r) for r in find_runs(paths)]).sort_values(["suite", "policy", "method"])
+    runs = find_runs(paths)
+    df = pd.DataFrame([summarize_run(r) for r in runs]).sort_values(["suite", "policy", "method"])
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "summary.csv", index=False)
     view = df.assign(
@@ -64,7 +65,7 @@ def write_summary(paths: list[Path], out: Path, console: Console) -> pd.DataFram
         "paper = prefill decoder layers only (4nd²+2n²d+3ndm).\n\n" + view.to_markdown(index=False, floatfmt=".2f") + "\n"
     )
     _plot(df, out / "summary.png")
-    _more_plots(df, find_runs(paths), out)
+    _more_plots(df, runs, out)
     table = Table(*view.columns[:-2])
     for row in view.itertuples(index=False):
         table.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row[:-2]])

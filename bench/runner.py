@@ -33,6 +33,25 @@ def episode_seed(spec: RunSpec, task_id: int, init_index: int) -> int:
     return (spec.seed * 1_000_003 + task_id * 1_009 + init_index) % (2**31)
 
 
+def pending(spec: RunSpec, store: RunStore, retry_errors: bool, progress: Any) -> list[tuple[int, int]]:
+    """Planned episode keys not yet in the store (every executor resumes this way)."""
+    done = store.finished(retry_errors=retry_errors)
+    todo = [k for k in spec.episode_keys() if episode_key(*k) not in done]
+    if progress is not None:
+        progress.start(total=len(spec.episode_keys()), already=len(spec.episode_keys()) - len(todo))
+    return todo
+
+
+def finish(spec: RunSpec, store: RunStore, ran: int) -> RunResult:
+    """Write steps.parquet and count what the run now holds for its planned episodes."""
+    materialize_steps(store.dir)
+    latest = latest_by_key(read_episodes(store.dir))
+    planned = {episode_key(*k) for k in spec.episode_keys()}
+    mine = [r for k, r in latest.items() if k in planned]
+    return RunResult(run_dir=store.dir, ran=ran, planned=len(planned), successes=sum(r["success"] for r in mine),
+                     finished=len(mine), errors=sum(r["status"] == "error" for r in mine))
+
+
 def run_episode(spec: RunSpec, suite: Suite, task: Any, init_index: int, policy: Policy,
                 video_dir: Path | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One episode with its seeds set from the episode key: the unit every executor runs."""
@@ -70,10 +89,7 @@ def execute(
     try:
         store.write_manifest_once(manifest)
         store.log_invocation(environment)
-        done = store.finished(retry_errors=retry_errors)
-        todo = [k for k in spec.episode_keys() if episode_key(*k) not in done]
-        if progress is not None:
-            progress.start(total=len(spec.episode_keys()), already=len(spec.episode_keys()) - len(todo))
+        todo = pending(spec, store, retry_errors, progress)
         ran = 0
         for task_id in dict.fromkeys(t for t, _ in todo):
             task = suite.task(task_id)
@@ -87,18 +103,7 @@ def execute(
                         progress.advance(record)
             finally:
                 task.close()
-        materialize_steps(store.dir)
-        latest = latest_by_key(read_episodes(store.dir))
-        planned = {episode_key(*k) for k in spec.episode_keys()}
-        mine = [r for k, r in latest.items() if k in planned]
-        return RunResult(
-            run_dir=store.dir,
-            ran=ran,
-            planned=len(planned),
-            successes=sum(r["success"] for r in mine),
-            finished=len(mine),
-            errors=sum(r["status"] == "error" for r in mine),
-        )
+        return finish(spec, store, ran)
     finally:
         store.close()
 

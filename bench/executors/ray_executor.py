@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.runner import RunResult
+from bench.runner import RunResult, finish, pending
 from bench.spec import RunSpec, episode_key
-from bench.store import RunStore, latest_by_key, materialize_steps, read_episodes, run_dir_for
+from bench.store import RunStore, run_dir_for
 
 
 @dataclass(frozen=True)
@@ -89,10 +89,7 @@ def execute_ray(spec: RunSpec, recipe: Any, out_root: Path, manifest: dict[str, 
     store = RunStore(run_dir_for(out_root, spec))
     started_ray = False
     try:
-        done = store.finished(retry_errors=retry_errors)
-        todo = [k for k in spec.episode_keys() if episode_key(*k) not in done]
-        if progress is not None:
-            progress.start(total=len(spec.episode_keys()), already=len(spec.episode_keys()) - len(todo))
+        todo = pending(spec, store, retry_errors, progress)
         if not ray.is_initialized():
             # One CPU per worker, for torch and for OSMesa's llvmpipe too (it starts a thread per core
             # otherwise, and N workers on N cores then fight over them).
@@ -157,12 +154,7 @@ def execute_ray(spec: RunSpec, recipe: Any, out_root: Path, manifest: dict[str, 
             if progress is not None:
                 progress.advance(record)
             dispatch(i)
-        materialize_steps(store.dir)
-        latest = latest_by_key(read_episodes(store.dir))
-        planned = {episode_key(*k) for k in spec.episode_keys()}
-        mine = [r for k, r in latest.items() if k in planned]
-        return RunResult(run_dir=store.dir, ran=ran, planned=len(planned), successes=sum(r["success"] for r in mine),
-                         finished=len(mine), errors=sum(r["status"] == "error" for r in mine))
+        return finish(spec, store, ran)
     finally:
         store.close()
         if started_ray:

@@ -87,10 +87,6 @@ class PrefillState:
         self.x, self.slots, self.pos = x, slots, pos
         self.plain = False
 
-    def computed_mask(self, start: int, end: int) -> torch.Tensor:
-        """Bool [end−start]: which slots in [start, end) are still computed rows."""
-        return torch.isin(torch.arange(start, end, device=self.slots.device), self.slots)
-
 
 class Steering:
     """Empty compute plan (the baseline). Methods override what they need."""

@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from bench.models.steering import PrefillState, Steering
-from envs.preprocessing import openvla_image_chain
 from methods.vla_cache import ATTN_LAYER, text_to_vision
 
 
@@ -26,14 +25,20 @@ class SaliencyProbe(Steering):
 
 
 def collect(policy: Any, suite_name: str, tasks: list[int], episodes: int, steps: int, path: Path, log=print) -> dict:
-    """Roll the policy out (full compute) on ``episodes`` init states spread over ``tasks``; cache to ``path``."""
+    """Roll the policy out (full compute) on ``episodes`` init states spread over ``tasks``; cache to ``path``.
+
+    The policy must steer with a :class:`SaliencyProbe`: one forward per step then gives the action, the
+    teacher tokens and the saliency (statistics are computed beside SDPA, so actions equal the baseline's).
+    """
     if path.exists():
         return dict(np.load(path, allow_pickle=False))
     from envs.libero import LiberoSuite
 
+    probe = policy.steering
+    if not isinstance(probe, SaliencyProbe):
+        raise TypeError("collect() needs a policy built with a SaliencyProbe steering")
     suite = LiberoSuite(suite_name)
     frames, instructions, saliency, tokens = [], [], [], []
-    probe = SaliencyProbe()
     for e in range(episodes):
         task = suite.task(tasks[e % len(tasks)])
         obs = task.reset(e // len(tasks))
@@ -42,12 +47,9 @@ def collect(policy: Any, suite_name: str, tasks: list[int], episodes: int, steps
             obs, _ = task.step(np.asarray(suite.protocol.wait_action))
         ep_frames, ep_sal, ep_tok = [], [], []
         for _ in range(steps):
-            img = openvla_image_chain(obs["agentview_image"])
             action, _ = policy.act(obs)
-            ep_frames.append(img)
+            ep_frames.append(policy.last_image)
             ep_tok.append(policy.last_tokens)
-            cache = policy.model.new_cache(policy.cache.n_prefill)
-            policy.model.predict_action_tokens(policy.model.pixel_values(img), policy.input_ids, cache, probe)
             ep_sal.append(probe.saliency.float().numpy())
             obs, _ = task.step(action)
         task.close()
