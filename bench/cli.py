@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bench.cli_demos import demos_app
 from bench.errors import BenchError
 from bench.registry import METHODS, POLICIES, SUITES
 
@@ -144,8 +145,31 @@ def profile(
                     device=device, dtype=dtype, out=out, console=console)
 
 
-train_app = typer.Typer(help="Train LAC's modules (teacher mode) against a frozen policy.", no_args_is_help=True)
+train_app = typer.Typer(help="Train the tiny policy (behaviour cloning) or LAC's modules.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
+app.add_typer(demos_app, name="demos")
+
+
+@train_app.command("policy")
+def train_policy_command(
+    data: Annotated[list[str], typer.Option(help="demo .hdf5 file or folder (repeatable), LIBERO layout")],
+    preset: Annotated[str, typer.Option(help="model preset to train from scratch")] = "tiny",
+    steps: Annotated[int, typer.Option(min=1, help="optimizer steps")] = 2000,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    lr: Annotated[float, typer.Option(help="peak learning rate (AdamW, warm-up then cosine to 10 %)")] = 3e-4,
+    seed: Annotated[int, typer.Option()] = 0,
+    save_every: Annotated[int, typer.Option(min=1, help="steps between resumable train_state.pt saves")] = 100,
+    out: Annotated[Path, typer.Option(help="output folder (checkpoint/, loss.csv, loss_curve.png)")] = Path("results/train/policy"),
+) -> None:
+    """Behaviour cloning on LIBERO-layout demos (action-token CE); resumable; writes an HF-format checkpoint."""
+    from bench.train.policy import BCConfig, train_policy
+
+    if preset != "tiny":
+        raise BenchError(f"only the 'tiny' preset is trainable on this harness's CPU path; got {preset!r}")
+    cfg = BCConfig(data=data, preset=preset, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                   save_every=save_every)
+    final = train_policy(cfg, out, log=lambda m: console.print(m, highlight=False))
+    console.print(f"wrote {final} (use it with --checkpoint {final}), {out / 'loss_curve.png'}")
 
 
 @train_app.command("lac")

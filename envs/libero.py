@@ -54,6 +54,8 @@ class LiberoTask:
     bddl_file: str
     init_states: np.ndarray
     protocol: EvalProtocol
+    cameras: tuple[str, ...] = (CAMERA,)  # () = no rendering (the scripted expert needs none)
+    hard_reset: bool = True  # the reference protocol; False skips the ~2 s model rebuild (expert, demos)
 
     def __post_init__(self) -> None:
         self._env: Any = None
@@ -69,7 +71,9 @@ class LiberoTask:
         _, _, env_cls = _libero()
         size = self.protocol.image_size
         self._env = env_cls(
-            bddl_file_name=self.bddl_file, camera_heights=size, camera_widths=size, camera_names=[CAMERA]
+            bddl_file_name=self.bddl_file, camera_heights=size, camera_widths=size,
+            camera_names=list(self.cameras) or [CAMERA], use_camera_obs=bool(self.cameras),
+            hard_reset=self.hard_reset,
         )
         self._env.seed(self.protocol.env_seed)  # seeds NumPy's global RNG, as the reference does
         self._resets_done = 0
@@ -92,6 +96,23 @@ class LiberoTask:
         self.resets_replayed = init_index  # informational: resets before this episode's own
         return self._env.set_init_state(self.init_states[init_index])
 
+    def reset_random(self, seed: int) -> dict[str, np.ndarray]:
+        """A fresh placement sampled from the BDDL regions (seeded), not one of the official init states.
+
+        Demos start here so a policy is never trained on the states it is evaluated on.
+        """
+        if self._env is None:
+            self._new_env()
+        np.random.seed(seed)
+        obs = self._env.reset()
+        self._resets_done = 10**9  # the official reset chain must be replayed from scratch afterwards
+        return obs
+
+    @property
+    def env(self) -> Any:
+        """The LIBERO ``OffScreenRenderEnv`` (its ``.env`` is the robosuite problem with the sim)."""
+        return self._env
+
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], bool]:
         obs, _reward, done, _info = self._env.step(np.asarray(action, dtype=np.float64).tolist())
         return obs, bool(done)
@@ -100,6 +121,19 @@ class LiberoTask:
         if self._env is not None:
             self._env.close()
             self._env = None
+
+
+def instruction_words() -> list[str]:
+    """Every word of every LIBERO task instruction (all 130 tasks): the tiny policy's word vocabulary."""
+    from tokenizers import pre_tokenizers
+
+    benchmark, _, _ = _libero()
+    words: set[str] = set()
+    for suite in MAX_STEPS:
+        b = benchmark.get_benchmark_dict()[suite]()
+        for i in range(b.n_tasks):
+            words |= {w for w, _ in pre_tokenizers.Whitespace().pre_tokenize_str(b.get_task(i).language.lower())}
+    return sorted(words)
 
 
 class LiberoSuite:
@@ -119,7 +153,7 @@ class LiberoSuite:
     def task_ids(self) -> list[int]:
         return list(range(self._benchmark.n_tasks))
 
-    def task(self, task_id: int) -> LiberoTask:
+    def task(self, task_id: int, cameras: tuple[str, ...] = (CAMERA,), hard_reset: bool = True) -> LiberoTask:
         if task_id not in self.task_ids():
             raise BenchError(f"{self.name} has tasks 0..{self._benchmark.n_tasks - 1}; got {task_id}")
         _, get_libero_path, _ = _libero()
@@ -132,4 +166,6 @@ class LiberoSuite:
             bddl_file=os.path.join(get_libero_path("bddl_files"), t.problem_folder, t.bddl_file),
             init_states=np.asarray(self._benchmark.get_task_init_states(task_id)),
             protocol=self.protocol,
+            cameras=cameras,
+            hard_reset=hard_reset,
         )

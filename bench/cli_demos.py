@@ -1,0 +1,59 @@
+"""``bench demos …``: scripted-expert success sweeps and LIBERO-layout demo generation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bench.errors import BenchError
+
+demos_app = typer.Typer(help="Scripted LIBERO expert: success sweeps and demonstration files.", no_args_is_help=True)
+EXPERT_SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")
+
+
+def _suite(name: str) -> str:
+    from bench.registry import SUITES
+
+    resolved = SUITES.resolve(name).name
+    if resolved not in EXPERT_SUITES:
+        raise BenchError(f"the scripted expert runs on LIBERO suites {', '.join(EXPERT_SUITES)}; got {name!r}")
+    return resolved
+
+
+@demos_app.command("expert")
+def expert_command(
+    suite: Annotated[str, typer.Option(help="LIBERO suite")] = "libero_object",
+    tasks: Annotated[str, typer.Option(help="'all' or task ids, e.g. 0,3")] = "all",
+    init_states: Annotated[int, typer.Option(min=1, help="official init states per task (first N)")] = 50,
+    out: Annotated[Path, typer.Option(help="folder for <suite>.jsonl and <suite>.csv")] = Path("results/expert"),
+) -> None:
+    """Measure the expert's success on the official init states (no rendering; resumable)."""
+    from bench.cli import console, parse_tasks
+    from bench.demos.sweep import sweep
+
+    table = sweep(_suite(suite), parse_tasks(tasks), init_states, out,
+                  progress=lambda m: console.print(m, highlight=False))
+    table.to_csv(out / f"{_suite(suite)}.csv", index=False)
+    console.print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+
+
+@demos_app.command("generate")
+def generate_command(
+    suite: Annotated[str, typer.Option(help="LIBERO suite")] = "libero_object",
+    tasks: Annotated[str, typer.Option(help="'all' or task ids, e.g. 0,3")] = "all",
+    per_task: Annotated[int, typer.Option(min=1, help="successful demos per task")] = 20,
+    out: Annotated[Path, typer.Option(help="root folder; files go to <out>/<suite>/<task>_demo.hdf5")] = Path("results/demos"),
+    noise: Annotated[float, typer.Option(min=0, help="σ of the executed-action perturbation (recorded actions are clean)")] = 0.05,
+    wrist: Annotated[bool, typer.Option(help="also render obs/eye_in_hand_rgb (about 2× slower)")] = False,
+) -> None:
+    """Write successful expert demos from fresh placements (never the official init states); resumable."""
+    from bench.cli import console, parse_tasks
+    from bench.demos.generate import generate
+
+    counts = generate(_suite(suite), parse_tasks(tasks), per_task, out, noise=noise, wrist=wrist,
+                      progress=lambda m: console.print(m, highlight=False))
+    kept = sum(n for n, _ in counts.values())
+    failed = sum(f for _, f in counts.values())
+    console.print(f"kept {kept} successful demos ({failed} failed attempts discarded) under {out / _suite(suite)}")

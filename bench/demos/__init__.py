@@ -1,0 +1,1 @@
+"""Scripted-expert demonstrations: rollouts, the LIBERO HDF5 layout, generation and the expert sweep."""

@@ -1,0 +1,69 @@
+"""``bench demos expert``: the scripted expert's success on the official init states, per task.
+
+Rendering is off and resets are soft (``hard_reset=False``: the probe saw identical outcomes, ~2 s saved per
+episode). Results are appended to ``<out>/<suite>.jsonl`` one episode per line, so a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from bench.demos.rollout import run_expert
+from bench.stats import wilson_interval
+from envs.libero import LiberoSuite
+
+
+def sweep(suite: str, tasks: list[int] | None, init_states: int, out: Path,
+          progress: Callable[[str], None] = print) -> pd.DataFrame:
+    libero = LiberoSuite(suite)
+    path = out / f"{suite}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seen = {(r["task_id"], r["init_index"]) for r in _read(path)}
+    with path.open("a") as f:
+        for task_id in tasks if tasks is not None else libero.task_ids():
+            task = libero.task(task_id, cameras=(), hard_reset=False)
+            for i in range(min(init_states, task.n_init_states)):
+                if (task_id, i) in seen:
+                    continue
+                t0 = time.perf_counter()
+                ep = run_expert(task, i)
+                rec = {"task_id": task_id, "task": task.name, "init_index": i, "success": ep.success,
+                       "steps": ep.steps, "error": ep.error, "wall_s": round(time.perf_counter() - t0, 2)}
+                f.write(json.dumps(rec) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+                progress(f"{suite} task {task_id} init {i}: {'success' if ep.success else 'fail'} in {ep.steps} steps")
+            task.close()
+    return summarize(path)
+
+
+def _read(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a torn last line from a crash: that episode reruns
+            continue
+    return rows
+
+
+def summarize(path: Path) -> pd.DataFrame:
+    """Per-task success with Wilson 95 % CIs and median steps of successes, plus an 'all' row."""
+    df = pd.DataFrame(_read(path))
+    rows = []
+    for key, g in [*df.groupby("task_id"), ("all", df)]:
+        k, n = int(g["success"].sum()), len(g)
+        lo, hi = wilson_interval(k, n)
+        steps = g.loc[g["success"], "steps"]
+        rows.append({"task_id": key, "task": g["task"].iloc[0] if key != "all" else "all", "success": k, "n": n,
+                     "rate": k / n, "ci_low": lo, "ci_high": hi,
+                     "median_steps": float(steps.median()) if len(steps) else float("nan")})
+    return pd.DataFrame(rows)
