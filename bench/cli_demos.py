@@ -35,8 +35,12 @@ def expert_command(
 
     table = sweep(_suite(suite), parse_tasks(tasks), init_states, out,
                   progress=lambda m: console.print(m, highlight=False))
-    table.to_csv(out / f"{_suite(suite)}.csv", index=False)
+    name = _suite(suite)
+    table.to_csv(out / f"{name}.csv", index=False)
+    (out / f"{name}.md").write_text(f"# Scripted expert on {name} (official init states)\n\n"
+                                    + table.to_markdown(index=False, floatfmt=".3f") + "\n")
     console.print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    console.print(f"wrote {out / name}.{{jsonl,csv,md}}")
 
 
 @demos_app.command("generate")

@@ -148,8 +148,8 @@ def plan_grasp(sim, body_id: int, surface_z: float) -> Grasp:
             u = closing_axis(heading)
             along, across = rel @ u[:2], rel @ np.array([-u[1], u[0]])
             radius = along.max()  # centre line of the outermost wall pieces ≈ rim − 6 mm
-            local = [b for b, a, c in zip(walls, along, across, strict=False) if a > radius - 0.01 and abs(c) < 0.015]
-            rim_top = max(b.corners()[:, 2].max() for b in local)  # local: a bowl resting on a ramekin tilts
+            local = [b for b, a, c in zip(walls, along, across, strict=True) if a > radius - 0.01 and abs(c) < 0.015]
+            rim_top = max(b.corners()[:, 2].max() for b in local or walls)  # local: a bowl on a ramekin tilts
             pos = np.array([*(center + radius * u[:2]), rim_top - 0.012])
             hits = collisions(hand_and_finger_points(pos, heading, 0.006), obstacles)
             candidates.append(Grasp(pos, heading % np.pi, 0.012, hits, True))
