@@ -1,9 +1,7 @@
-"""Write an *untrained* tiny OpenVLA-architecture checkpoint (random init, seed 0, identity action stats).
+"""Write the embedded tiny OpenVLA-architecture checkpoint (random init, seed 0) to bench/assets/tiny-openvla.
 
-The embedded default (bench/assets/tiny-openvla) is the behaviour-cloned policy from `bench train policy`
-(see its model card); this random-init checkpoint is the same architecture for latency-only work.
 Deterministic: the vocabulary is every word of the LIBERO task instructions (all 130 tasks).
-Usage: python scripts/build_tiny_checkpoint.py OUT_DIR
+Usage: python scripts/build_tiny_checkpoint.py [OUT_DIR]
 """
 
 import sys
@@ -16,9 +14,7 @@ from bench.policies import TINY_CHECKPOINT
 from envs.libero import instruction_words
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2 or Path(sys.argv[1]).resolve() == TINY_CHECKPOINT.resolve():
-        sys.exit("usage: python scripts/build_tiny_checkpoint.py OUT_DIR (not the embedded trained checkpoint)")
-    out = Path(sys.argv[1])
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else TINY_CHECKPOINT
     cfg = tiny()
     tok = build_word_tokenizer(instruction_words(), cfg.n_text_vocab, cfg.n_action_bins)
     save_openvla(build(cfg, seed=0), tok, out)

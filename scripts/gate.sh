@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 REF=results/reference/tiny-openvla_libero_object_baseline
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
-.venv/bin/bench run --method baseline --suite libero_object --tasks 0,1,2,3,4 --episodes-per-task 2 --out "$OUT"
+.venv/bin/bench run --method baseline --suite libero_object --tasks 0,1 --episodes-per-task 2 --max-steps 30 --out "$OUT"
 CAND=$(ls -d "$OUT"/libero_object/tiny-openvla/baseline/*)
 if [ "${1:-}" = "--update" ]; then
   rm -rf "$REF" && mkdir -p "$REF" && cp "$CAND"/manifest.json "$CAND"/episodes.jsonl "$REF"/

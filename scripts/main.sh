@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: a real LIBERO comparison on CPU with the embedded tiny policy.
-# baseline, FastV, SparseVLM, VLA-Cache and LAC on the same libero_object episodes (OpenVLA protocol; all 10
-# tasks × init state 0, two Ray workers), a
+# baseline, FastV, SparseVLM, VLA-Cache and LAC on the same libero_object episodes (OpenVLA protocol), a
 # performance-mode profile on a recorded frame trace, then tables and plots in reports/.
 # Runs are resumable: rerunning skips finished episodes.
 set -euo pipefail
@@ -9,7 +8,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 export PATH="$PWD/.venv/bin:$PATH"
 for method in baseline fastv sparsevlm vla-cache lac; do
-  bench run --method "$method" --suite libero_object --tasks all --episodes-per-task 1 --executor ray --workers 2
+  bench run --method "$method" --suite libero_object --tasks 0 --episodes-per-task 2
 done
 bench profile --record 20 --method baseline,fastv,sparsevlm,vla-cache,lac --out reports/profile
 bench report results/runs --out reports --paper lac
