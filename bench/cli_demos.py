@@ -11,6 +11,8 @@ from bench.errors import BenchError
 
 demos_app = typer.Typer(help="Scripted LIBERO expert: success sweeps and demonstration files.", no_args_is_help=True)
 EXPERT_SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")
+SuiteOption = Annotated[str, typer.Option(help="LIBERO suite")]
+TasksOption = Annotated[str, typer.Option(help="'all' or task ids, e.g. 0,3")]
 
 
 def _suite(name: str) -> str:
@@ -24,8 +26,8 @@ def _suite(name: str) -> str:
 
 @demos_app.command("expert")
 def expert_command(
-    suite: Annotated[str, typer.Option(help="LIBERO suite")] = "libero_object",
-    tasks: Annotated[str, typer.Option(help="'all' or task ids, e.g. 0,3")] = "all",
+    suite: SuiteOption = "libero_object",
+    tasks: TasksOption = "all",
     init_states: Annotated[int, typer.Option(min=1, help="official init states per task (first N)")] = 50,
     out: Annotated[Path, typer.Option(help="folder for <suite>.jsonl and <suite>.csv")] = Path("results/expert"),
 ) -> None:
@@ -45,8 +47,8 @@ def expert_command(
 
 @demos_app.command("generate")
 def generate_command(
-    suite: Annotated[str, typer.Option(help="LIBERO suite")] = "libero_object",
-    tasks: Annotated[str, typer.Option(help="'all' or task ids, e.g. 0,3")] = "all",
+    suite: SuiteOption = "libero_object",
+    tasks: TasksOption = "all",
     per_task: Annotated[int, typer.Option(min=1, help="successful demos per task")] = 20,
     out: Annotated[Path, typer.Option(help="root folder; files go to <out>/<suite>/<task>_demo.hdf5")] = Path("results/demos"),
     noise: Annotated[float, typer.Option(min=0, help="σ of the executed-action perturbation (recorded actions are clean)")] = 0.05,

@@ -25,9 +25,8 @@ def run_dir_for(out_root: Path, spec: RunSpec) -> Path:
     return out_root / spec.suite / spec.policy / spec.method / spec.run_hash
 
 
-def read_episodes(run_dir: Path) -> list[dict[str, Any]]:
-    """All complete records, in write order (a torn final line is ignored)."""
-    path = Path(run_dir) / EPISODES
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """All complete records of an append-only JSONL file, in write order (a torn final line is ignored)."""
     if not path.exists():
         return []
     records = []
@@ -37,6 +36,10 @@ def read_episodes(run_dir: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return records
+
+
+def read_episodes(run_dir: Path) -> list[dict[str, Any]]:
+    return read_jsonl(Path(run_dir) / EPISODES)
 
 
 def latest_by_key(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

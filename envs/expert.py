@@ -48,6 +48,7 @@ class _Plan:
     travel_z: float = 0.0
     place_goal: np.ndarray | None = None
     waypoints: list[np.ndarray] = field(default_factory=list)
+    support: float | None = None
 
 
 class ScriptedExpert:
@@ -64,7 +65,17 @@ class ScriptedExpert:
     # --- scene queries -------------------------------------------------------------------------------
     def _surface_z(self) -> float:
         names = [self.sim.model.site_id2name(i) for i in range(self.sim.model.nsite)]
+        self.has_table_site = "table_top" in names
         return self.sim.data.site_xpos[names.index("table_top")][2] if "table_top" in names else 0.0
+
+    def _support(self, p: _Plan) -> float:
+        """Height of what the object rests on: the table-top site (or the floor) where the scene has one,
+        else the object's own bottom when first planned (living-room and study tables have no site)."""
+        if p.support is None:
+            bottom = float(object_points(self.sim, self._body(p.step.obj))[:, 2].min())
+            on_floor_or_table = self.has_table_site or bottom < self.surface_z + 0.05
+            p.support = self.surface_z if on_floor_or_table else bottom
+        return p.support
 
     def _body(self, name: str) -> int:
         return self.env.obj_body_id[name]
@@ -128,7 +139,7 @@ class ScriptedExpert:
         if p.timer == 1:
             self.trail.clear()
         if p.grasp is None:
-            p.grasp = plan_grasp(self.sim, self._body(p.step.obj), self.surface_z)
+            p.grasp = plan_grasp(self.sim, self._body(p.step.obj), self._support(p))
         g, obj = p.grasp, self._body(p.step.obj)
         above = g.position + np.array([0, 0, 0.08])
         if p.phase == "pregrasp":
@@ -184,7 +195,7 @@ class ScriptedExpert:
         over = [b for r, b in collision_boxes(self.sim) if r not in skip and _overhangs(b, pts)]
         xy, top = self._target_xy_top(p.step.target)
         p.travel_z = max(self._clearance_z(pos, np.array([*xy, 0.0]), skip), top) + 0.06 + (pos[2] - pts[:, 2].min())
-        p.travel_z = min(p.travel_z, self.surface_z + 0.45)
+        p.travel_z = min(p.travel_z, self._support(p) + 0.45)
         if not over:
             return [np.array([*pos[:2], p.travel_z])]
         lo = np.min([b.corners()[:, :2].min(0) for b in over], axis=0)
@@ -208,7 +219,7 @@ class ScriptedExpert:
 
     def _regrasp(self, p: _Plan) -> np.ndarray:
         p.attempts += 1
-        p.grasp = plan_grasp(self.sim, self._body(p.step.obj), self.surface_z)
+        p.grasp = plan_grasp(self.sim, self._body(p.step.obj), self._support(p))
         if p.attempts < 3 and not p.grasp.rim:
             p.grasp = Grasp(p.grasp.position - np.array([0, 0, 0.008 * p.attempts]), p.grasp.yaw, p.grasp.width,
                             p.grasp.collisions, p.grasp.rim)

@@ -1,7 +1,8 @@
 """``bench demos expert``: the scripted expert's success on the official init states, per task.
 
 Rendering is off and resets are soft (``hard_reset=False``: the probe saw identical outcomes, ~2 s saved per
-episode). Results are appended to ``<out>/<suite>.jsonl`` one episode per line, so a rerun resumes.
+episode). Results are appended to ``<out>/<suite>.jsonl`` one episode per line, so a rerun resumes (a torn last line
+from a crash is ignored and that episode reruns).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 
 from bench.demos.rollout import run_expert
 from bench.stats import wilson_interval
+from bench.store import read_jsonl
 from envs.libero import LiberoSuite
 
 
@@ -24,7 +26,7 @@ def sweep(suite: str, tasks: list[int] | None, init_states: int, out: Path,
     libero = LiberoSuite(suite)
     path = out / f"{suite}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
-    seen = {(r["task_id"], r["init_index"]) for r in _read(path)}
+    seen = {(r["task_id"], r["init_index"]) for r in read_jsonl(path)}
     with path.open("a") as f:
         for task_id in tasks if tasks is not None else libero.task_ids():
             task = libero.task(task_id, cameras=(), hard_reset=False)
@@ -43,21 +45,9 @@ def sweep(suite: str, tasks: list[int] | None, init_states: int, out: Path,
     return summarize(path)
 
 
-def _read(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a torn last line from a crash: that episode reruns
-            continue
-    return rows
-
-
 def summarize(path: Path) -> pd.DataFrame:
     """Per-task success with Wilson 95 % CIs and median steps of successes, plus an 'all' row."""
-    df = pd.DataFrame(_read(path))
+    df = pd.DataFrame(read_jsonl(path))
     rows = []
     for key, g in [*df.groupby("task_id"), ("all", df)]:
         k, n = int(g["success"].sum()), len(g)
