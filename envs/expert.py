@@ -9,12 +9,13 @@ perturbs the *executed* actions (DART-style) and records the expert's clean ones
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from envs.expert_geometry import Grasp, collision_boxes, object_points, plan_grasp, robot_roots
+from envs.expert_geometry import Box, Grasp, object_points, obstacle_boxes, plan_grasp
 
 GRIP_SITE = "gripper0_grip_site"
 OPEN, CLOSE = -1.0, 1.0
@@ -59,15 +60,12 @@ class ScriptedExpert:
         self.sim = env.sim
         self.site = self.sim.model.site_name2id(GRIP_SITE)
         self.plans = [_Plan(s) for s in goal_subtasks(env)]
-        self.surface_z = float(self._surface_z())
+        sites = [self.sim.model.site_id2name(i) for i in range(self.sim.model.nsite)]
+        self.has_table_site = "table_top" in sites
+        self.surface_z = float(self.sim.data.site_xpos[sites.index("table_top")][2]) if self.has_table_site else 0.0
         self.trail: list[np.ndarray] = []  # end-effector positions seen by _reached (stall detection)
 
     # --- scene queries -------------------------------------------------------------------------------
-    def _surface_z(self) -> float:
-        names = [self.sim.model.site_id2name(i) for i in range(self.sim.model.nsite)]
-        self.has_table_site = "table_top" in names
-        return self.sim.data.site_xpos[names.index("table_top")][2] if "table_top" in names else 0.0
-
     def _support(self, p: _Plan) -> float:
         """Height of what the object rests on: the table-top site (or the floor) where the scene has one,
         else the object's own bottom when first planned (living-room and study tables have no site)."""
@@ -97,13 +95,11 @@ class ScriptedExpert:
         d = self.sim.data
         return d.site_xpos[self.site].copy(), d.site_xmat[self.site].reshape(3, 3).copy()
 
-    def _clearance_z(self, start: np.ndarray, goal: np.ndarray, skip: set[int]) -> float:
-        """Highest collision-box top within 6 cm of the straight path from ``start`` to ``goal`` (x/y)."""
+    def _clearance_z(self, start: np.ndarray, goal: np.ndarray, obstacles: list[Box]) -> float:
+        """Highest obstacle top within 6 cm of the straight path from ``start`` to ``goal`` (x/y)."""
         tops = [self.surface_z]
         path = np.linspace(start[:2], goal[:2], 12)
-        for root, box in collision_boxes(self.sim):
-            if root in skip:
-                continue
+        for box in obstacles:
             c = box.corners()
             lo, hi = c[:, :2].min(0) - 0.06, c[:, :2].max(0) + 0.06
             if np.any(np.all((path >= lo) & (path <= hi), axis=1)):
@@ -190,11 +186,11 @@ class ScriptedExpert:
         """Straight up, unless something hangs over the object: then slide out sideways first."""
         obj = self._body(p.step.obj)
         pos = self._eef()[0]
-        skip = robot_roots(self.sim) | {int(self.sim.model.body_rootid[obj])}
+        obstacles = obstacle_boxes(self.sim, obj)
         pts = object_points(self.sim, obj)
-        over = [b for r, b in collision_boxes(self.sim) if r not in skip and _overhangs(b, pts)]
+        over = [b for b in obstacles if _overhangs(b, pts)]
         xy, top = self._target_xy_top(p.step.target)
-        p.travel_z = max(self._clearance_z(pos, np.array([*xy, 0.0]), skip), top) + 0.06 + (pos[2] - pts[:, 2].min())
+        p.travel_z = max(self._clearance_z(pos, np.array([*xy, 0.0]), obstacles), top) + 0.06 + (pos[2] - pts[:, 2].min())
         p.travel_z = min(p.travel_z, self._support(p) + 0.45)
         if not over:
             return [np.array([*pos[:2], p.travel_z])]
@@ -213,16 +209,15 @@ class ScriptedExpert:
     def _held(self, p: _Plan) -> bool:
         obj = self.sim.data.body_xpos[self._body(p.step.obj)]
         eef = self._eef()[0]
-        gripper_closed = self.sim.data.qpos[self.env.robots[0]._ref_gripper_joint_pos_indexes]
-        fingers_apart = abs(gripper_closed[0] - gripper_closed[1]) > 0.004
+        fingers = self.sim.data.qpos[self.env.robots[0]._ref_gripper_joint_pos_indexes]
+        fingers_apart = abs(fingers[0] - fingers[1]) > 0.004  # closed on something, not on nothing
         return bool(np.linalg.norm(obj - eef) < 0.16 and fingers_apart and obj[2] > p.lift_from[2] - 0.01)
 
     def _regrasp(self, p: _Plan) -> np.ndarray:
         p.attempts += 1
         p.grasp = plan_grasp(self.sim, self._body(p.step.obj), self._support(p))
         if p.attempts < 3 and not p.grasp.rim:
-            p.grasp = Grasp(p.grasp.position - np.array([0, 0, 0.008 * p.attempts]), p.grasp.yaw, p.grasp.width,
-                            p.grasp.collisions, p.grasp.rim)
+            p.grasp = dataclasses.replace(p.grasp, position=p.grasp.position - np.array([0, 0, 0.008 * p.attempts]))
         p.phase, p.timer = "pregrasp", 0
         return self._action(self._eef()[0] + np.array([0, 0, 0.05]), p.grasp.yaw, OPEN)
 

@@ -35,22 +35,25 @@ class Box:
         return np.all(np.abs(local) <= self.half + margin, axis=-1)
 
 
+def _collision_geoms(sim, body_root: int | None = None):
+    """(geom id, root body id) of every non-plane collision geom, only those under ``body_root`` if given."""
+    m = sim.model
+    for g in range(m.ngeom):
+        if (m.geom_contype[g] == 0 and m.geom_conaffinity[g] == 0) or m.geom_type[g] == 0:
+            continue  # visual-only geoms; planes (the floor) are handled by the support height instead
+        root = int(m.body_rootid[m.geom_bodyid[g]])
+        if body_root is None or root == body_root:
+            yield g, root
+
+
+def _geom_box(sim, g: int) -> Box:
+    rot = sim.data.geom_xmat[g].reshape(3, 3)
+    return Box(sim.data.geom_xpos[g] + rot @ sim.model.geom_aabb[g][:3], rot, np.asarray(sim.model.geom_aabb[g][3:], dtype=float))
+
+
 def collision_boxes(sim, body_root: int | None = None) -> list[tuple[int, Box]]:
     """(root body id, box) of every non-plane collision geom; only those under ``body_root`` if given."""
-    m, d = sim.model, sim.data
-    out = []
-    for g in range(m.ngeom):
-        if m.geom_contype[g] == 0 and m.geom_conaffinity[g] == 0:
-            continue
-        if m.geom_type[g] == 0:  # plane (floor): handled by the surface height instead
-            continue
-        root = int(m.body_rootid[m.geom_bodyid[g]])
-        if body_root is not None and root != body_root:
-            continue
-        rot = d.geom_xmat[g].reshape(3, 3)
-        center = d.geom_xpos[g] + rot @ m.geom_aabb[g][:3]
-        out.append((root, Box(center, rot, np.asarray(m.geom_aabb[g][3:], dtype=float))))
-    return out
+    return [(root, _geom_box(sim, g)) for g, root in _collision_geoms(sim, body_root)]
 
 
 def object_points(sim, body_id: int) -> np.ndarray:
@@ -59,21 +62,21 @@ def object_points(sim, body_id: int) -> np.ndarray:
     Mesh vertices matter for round objects: a bowl's bounding-box corners overstate its radius by up to √2.
     """
     m, d = sim.model, sim.data
-    root = int(m.body_rootid[body_id])
     out = []
-    for g in range(m.ngeom):
-        if (m.geom_contype[g] == 0 and m.geom_conaffinity[g] == 0) or m.geom_type[g] == 0:
-            continue
-        if int(m.body_rootid[m.geom_bodyid[g]]) != root:
-            continue
-        rot = d.geom_xmat[g].reshape(3, 3)
+    for g, _ in _collision_geoms(sim, int(m.body_rootid[body_id])):
         if m.geom_type[g] == 7 and m.geom_dataid[g] >= 0:  # mesh: vertices are in the geom frame
             mesh = m.geom_dataid[g]
             verts = m.mesh_vert[m.mesh_vertadr[mesh]: m.mesh_vertadr[mesh] + m.mesh_vertnum[mesh]]
-            out.append(d.geom_xpos[g] + verts @ rot.T)
+            out.append(d.geom_xpos[g] + verts @ d.geom_xmat[g].reshape(3, 3).T)
         else:
-            out.append(Box(d.geom_xpos[g] + rot @ m.geom_aabb[g][:3], rot, np.asarray(m.geom_aabb[g][3:])).corners())
+            out.append(_geom_box(sim, g).corners())
     return np.concatenate(out) if out else d.body_xpos[body_id][None]
+
+
+def obstacle_boxes(sim, body_id: int) -> list[Box]:
+    """Collision boxes of everything except the robot and the object ``body_id`` itself."""
+    skip = robot_roots(sim) | {int(sim.model.body_rootid[body_id])}
+    return [b for r, b in collision_boxes(sim) if r not in skip]
 
 
 def robot_roots(sim) -> set[int]:
@@ -111,7 +114,7 @@ class Grasp:
     position: np.ndarray  # grip-site target
     yaw: float  # closing axis heading (rad)
     width: float  # object width along the closing axis
-    collisions: int
+    cost: int  # sample points inside neighbouring geometry, + 1 per cm of offset along the long axis
     rim: bool  # pinching a wide object's rim (bowls)
 
 
@@ -123,8 +126,7 @@ def plan_grasp(sim, body_id: int, surface_z: float) -> Grasp:
     axis radial, grip site 6 mm inside the outer radius and 1.2 cm below the rim top.
     """
     root = int(sim.model.body_rootid[body_id])
-    skip = robot_roots(sim) | {root}
-    obstacles = [b for r, b in collision_boxes(sim) if r not in skip]
+    obstacles = obstacle_boxes(sim, body_id)
     pts = object_points(sim, body_id)
     xy_mid = (pts[:, :2].max(0) + pts[:, :2].min(0)) / 2
     top, bottom = pts[:, 2].max(), max(pts[:, 2].min(), surface_z)
@@ -153,4 +155,4 @@ def plan_grasp(sim, body_id: int, surface_z: float) -> Grasp:
             pos = np.array([*(center + radius * u[:2]), rim_top - 0.012])
             hits = collisions(hand_and_finger_points(pos, heading, 0.006), obstacles)
             candidates.append(Grasp(pos, heading % np.pi, 0.012, hits, True))
-    return min(candidates, key=lambda g: (g.collisions, g.width))
+    return min(candidates, key=lambda g: (g.cost, g.width))

@@ -8,10 +8,11 @@ import torch
 from bench.demos.hdf5 import append_demo, open_task_file
 from bench.demos.rollout import ExpertEpisode
 from bench.models.checkpoint import load_openvla
+from bench.models.openvla import normalize_pixels
 from bench.models.tokenizer import build_word_tokenizer, openvla_prompt
 from bench.policies import gripper_to_env
 from bench.train.bc_data import env_to_model_gripper
-from bench.train.bc_forward import action_logits, action_tokens, pixel_batch
+from bench.train.bc_forward import action_logits, action_tokens
 
 WORDS = ["pick", "up", "the", "ketchup", "and", "place", "it", "in", "basket", "put", "bowl", "on", "plate"]
 
@@ -28,9 +29,9 @@ def test_batched_training_forward_matches_executor(tiny_model):
     for img, ids in zip(images, prompts, strict=False):
         cache = tiny_model.new_cache(len(tiny_model.with_empty_token(ids)) + 256)
         greedy.append(tiny_model.predict_action_tokens(tiny_model.pixel_values(img), ids, cache))
-    assert torch.equal(pixel_batch(torch.from_numpy(images))[:1], tiny_model.pixel_values(images[0]))
+    assert torch.equal(normalize_pixels(torch.from_numpy(images))[:1], tiny_model.pixel_values(images[0]))
     with torch.no_grad():
-        logits = action_logits(tiny_model, pixel_batch(torch.from_numpy(images)), prompts, torch.tensor(greedy))
+        logits = action_logits(tiny_model, normalize_pixels(torch.from_numpy(images)), prompts, torch.tensor(greedy))
     assert logits.argmax(-1).tolist() == greedy
     # and the first action token's logits equal the executor's prefill logits
     for b, (img, ids) in enumerate(zip(images, prompts, strict=False)):

@@ -63,8 +63,9 @@ def append_demo(f: h5py.File, ep: ExpertEpisode, seed: int, noise: float) -> Non
     g.attrs.update(num_samples=T, init_state=ep.states[0], seed=seed, expert_noise=noise)
     g.create_dataset("actions", data=np.asarray(ep.actions))
     g.create_dataset("states", data=np.asarray(ep.states))
-    g.create_dataset("rewards", data=np.eye(1, T, T - 1)[0])
-    g.create_dataset("dones", data=np.eye(1, T, T - 1, dtype=np.uint8)[0])
+    last = np.arange(T) == T - 1  # kept demos end at the success step
+    g.create_dataset("rewards", data=last.astype(np.float64))
+    g.create_dataset("dones", data=last.astype(np.uint8))
     obs = {k: np.stack([o[k] for o in ep.obs]) for k in ep.obs[0]}
     quat = obs["robot0_eef_quat"]
     ee_ori = Rotation.from_quat(quat).as_rotvec()  # robosuite quats are (x, y, z, w), as scipy's

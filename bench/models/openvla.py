@@ -19,6 +19,16 @@ SIGLIP_MEAN, SIGLIP_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 ACTION_DIM = 7
 
 
+def normalize_pixels(images: torch.Tensor) -> torch.Tensor:
+    """[B, H, W, 3] uint8 → [B, 6, H, W] fp32: the DINOv2-normalised then the SigLIP-normalised image."""
+    x = images.permute(0, 3, 1, 2).float() / 255.0
+
+    def norm(mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+        return (x - torch.tensor(mean, device=x.device)[:, None, None]) / torch.tensor(std, device=x.device)[:, None, None]
+
+    return torch.cat([norm(DINO_MEAN, DINO_STD), norm(SIGLIP_MEAN, SIGLIP_STD)], dim=1)
+
+
 class VisionBackbone(nn.Module):
     def __init__(self, cfg: OpenVLAConfig) -> None:
         super().__init__()
@@ -62,10 +72,7 @@ class OpenVLA(nn.Module):
     def pixel_values(self, image: np.ndarray) -> torch.Tensor:
         """224×224×3 uint8 → [1, 6, 224, 224] with both normalisations (resize-naive is a no-op at 224)."""
         w = self.projector.fc1.weight
-        x = torch.from_numpy(np.ascontiguousarray(image)).to(w.device).permute(2, 0, 1).float() / 255.0
-        dino = (x - torch.tensor(DINO_MEAN, device=w.device)[:, None, None]) / torch.tensor(DINO_STD, device=w.device)[:, None, None]
-        sig = (x - torch.tensor(SIGLIP_MEAN, device=w.device)[:, None, None]) / torch.tensor(SIGLIP_STD, device=w.device)[:, None, None]
-        return torch.cat([dino, sig])[None].to(w.dtype)
+        return normalize_pixels(torch.from_numpy(np.ascontiguousarray(image)).to(w.device)[None]).to(w.dtype)
 
     def prefill_embeddings(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, meter: MacMeter | None) -> torch.Tensor:
         """[BOS] + projected patches + prompt tokens after BOS: image tokens sit at positions 1..256."""

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from bench.demos.hdf5 import demo_files, load_demos
 from bench.errors import BenchError
+from bench.models.tokenizer import openvla_prompt
 from bench.train.bc_forward import action_tokens
 from envs.preprocessing import CROP_AREA, jpeg_round_trip, resize_lanczos3, rotate_180
 
@@ -71,17 +72,16 @@ def build_dataset(data: list[str], tokenizer, n_text_vocab: int, size: int = 224
         raise BenchError(f"no .hdf5 demo files under {', '.join(data)}")
     per_suite: dict[str, list] = {}
     for path in files:
+        demos = per_suite.setdefault(suite_of(path), [])
         for demo in load_demos(path):
             actions = demo.actions.astype(np.float64).copy()
             actions[:, 6] = env_to_model_gripper(actions[:, 6])
             frames = np.stack([resize_lanczos3(jpeg_round_trip(rotate_180(f)), size) for f in demo.agentview])
-            per_suite.setdefault(suite_of(path), []).append((demo.instruction, frames, actions))
+            demos.append((demo.instruction, frames, actions))
         log(f"loaded {path.name}")
     stats = {s: norm_stats(np.concatenate([a for _, _, a in demos])) for s, demos in per_suite.items()}
     prompts: dict[str, int] = {}
     images, tokens, index = [], [], []
-    from bench.models.tokenizer import openvla_prompt
-
     for suite, demos in per_suite.items():
         for instruction, frames, actions in demos:
             p = prompts.setdefault(instruction, len(prompts))

@@ -13,15 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.models.llama import LlamaExecutor, rope, rope_table
-from bench.models.openvla import ACTION_DIM, DINO_MEAN, DINO_STD, SIGLIP_MEAN, SIGLIP_STD, OpenVLA
-
-
-def pixel_batch(images: torch.Tensor) -> torch.Tensor:
-    """[B, 224, 224, 3] uint8 → [B, 6, 224, 224], DINOv2- then SigLIP-normalised (as ``OpenVLA.pixel_values``)."""
-    x = images.permute(0, 3, 1, 2).float() / 255.0
-    dino = (x - torch.tensor(DINO_MEAN)[:, None, None]) / torch.tensor(DINO_STD)[:, None, None]
-    sig = (x - torch.tensor(SIGLIP_MEAN)[:, None, None]) / torch.tensor(SIGLIP_STD)[:, None, None]
-    return torch.cat([dino, sig], dim=1)
+from bench.models.openvla import ACTION_DIM, OpenVLA
 
 
 def causal_hidden(lm: LlamaExecutor, embeds: torch.Tensor) -> torch.Tensor:
@@ -52,10 +44,10 @@ def action_logits(model: OpenVLA, pixels: torch.Tensor, prompts: list[list[int]]
     n_patch = patches.shape[1]
     rows, first = [], []
     for b, prompt in enumerate(prompts):
-        ids = torch.tensor(model.with_empty_token(prompt) + actions[b, : ACTION_DIM - 1].tolist())
-        text = embed(ids)
+        prompt = model.with_empty_token(prompt)
+        text = embed(torch.tensor(prompt + actions[b, : ACTION_DIM - 1].tolist()))
         rows.append(torch.cat([text[:1], patches[b], text[1:]]))
-        first.append(n_patch + len(model.with_empty_token(prompt)) - 1)  # the empty token predicts action 1
+        first.append(n_patch + len(prompt) - 1)  # the empty token predicts action 1
     L = max(r.shape[0] for r in rows)
     embeds = torch.stack([F.pad(r, (0, 0, 0, L - r.shape[0])) for r in rows])
     hidden = causal_hidden(model.language_model, embeds)

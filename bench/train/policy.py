@@ -20,10 +20,11 @@ import torch
 import torch.nn.functional as F
 
 from bench.models.checkpoint import save_openvla
+from bench.models.openvla import normalize_pixels
 from bench.models.presets import LIBERO_SUITES, build, preset
 from bench.models.tokenizer import build_word_tokenizer
 from bench.train.bc_data import BCDataset, build_dataset, random_crop
-from bench.train.bc_forward import action_logits, pixel_batch
+from bench.train.bc_forward import action_logits
 
 
 @dataclass
@@ -120,7 +121,7 @@ def _train_step(model, opt, data: BCDataset, gen: torch.Generator, cfg: BCConfig
     prompts = [data.prompts[int(i)] for i in data.prompt_index[idx]]
     for group in opt.param_groups:
         group["lr"] = lr_at(step, cfg)
-    logits = action_logits(model, pixel_batch(images), prompts, targets)
+    logits = action_logits(model, normalize_pixels(images), prompts, targets)
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
     opt.zero_grad(set_to_none=True)
     loss.backward()
