@@ -13,8 +13,6 @@ from bench.train.bc_data import build_dataset
 from envs.libero import LiberoSuite
 from tests.conftest import run_bench
 
-pytest.importorskip("libero")
-
 
 @pytest.mark.parametrize(("suite", "task_id", "init_index"), [("libero_object", 1, 0), ("libero_spatial", 5, 0)])
 def test_expert_solves_official_init_states(suite, task_id, init_index):

@@ -8,10 +8,10 @@ import sys
 import time
 
 import pytest
+import ray  # noqa: F401  (installed with the test extra: a missing Ray must fail, not skip)
 
 from tests.conftest import ROOT, run_bench
 
-pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 
 
