@@ -1,9 +1,10 @@
-"""Scripted LIBERO expert: solves pick-and-place goals from privileged simulator state.
+"""Scripted LIBERO expert: solves pick-and-place and stove-knob goals from privileged simulator state.
 
 For each ``in``/``on`` goal predicate of the task's BDDL problem it runs approach → descend → grasp → lift
 (sliding out from under overhangs first) → transport → lower → release → retreat, with OSC_POSE delta actions
 from a per-axis proportional law (one action unit = 5 cm / 0.5 rad; each axis clipped on its own, which the
-probe found essential). A grasp that slips on lifting is retried deeper. Deterministic; the demo generator
+probe found essential). A grasp that slips on lifting is retried deeper. ``turnon`` goals use the knob skill
+of ``envs/expert_articulation.py`` with the same control law. Deterministic; the demo generator
 perturbs the *executed* actions (DART-style) and records the expert's clean ones. Facts: ``shared/reference/libero-expert-notes.md``.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from envs.expert_articulation import TurnOn
 from envs.expert_geometry import Box, Grasp, object_points, obstacle_boxes, plan_grasp
 
 GRIP_SITE = "gripper0_grip_site"
@@ -28,13 +30,18 @@ class PickPlace:
     relation: str  # "in" or "on"
 
 
-def goal_subtasks(env) -> list[PickPlace]:
-    """The pick-and-place steps in the BDDL goal; other predicates (open, turnon, …) are unsupported."""
-    steps = []
+def goal_subtasks(env) -> list[PickPlace | TurnOn]:
+    """The BDDL goal as skills, in order: pick-and-place for ``in``/``on``, knob turning for ``turnon``;
+    other predicates (open, close, …) are unsupported."""
+    steps: list[PickPlace | TurnOn] = []
     for pred in env.parsed_problem["goal_state"]:
-        if pred[0].lower() not in ("in", "on") or len(pred) != 3:
-            raise NotImplementedError(f"goal predicate {pred} is not a pick-and-place")
-        steps.append(PickPlace(pred[1], pred[2], pred[0].lower()))
+        name = pred[0].lower()
+        if name in ("in", "on") and len(pred) == 3:
+            steps.append(PickPlace(pred[1], pred[2], name))
+        elif name == "turnon" and len(pred) == 2:
+            steps.append(TurnOn(pred[1]))
+        else:
+            raise NotImplementedError(f"goal predicate {pred} has no expert skill")
     return steps
 
 
@@ -59,7 +66,7 @@ class ScriptedExpert:
         self.env = env  # the robosuite/LIBERO problem env (``OffScreenRenderEnv.env``)
         self.sim = env.sim
         self.site = self.sim.model.site_name2id(GRIP_SITE)
-        self.plans = [_Plan(s) for s in goal_subtasks(env)]
+        self.plans: list[_Plan | TurnOn] = [s if isinstance(s, TurnOn) else _Plan(s) for s in goal_subtasks(env)]
         sites = [self.sim.model.site_id2name(i) for i in range(self.sim.model.nsite)]
         self.has_table_site = "table_top" in sites
         self.surface_z = float(self.sim.data.site_xpos[sites.index("table_top")][2]) if self.has_table_site else 0.0
@@ -131,6 +138,8 @@ class ScriptedExpert:
         if not self.plans:
             return np.array([0, 0, 0, 0, 0, 0, OPEN], dtype=float)
         p = self.plans[0]
+        if isinstance(p, TurnOn):
+            return p.act(self)
         p.timer += 1
         if p.timer == 1:
             self.trail.clear()

@@ -14,9 +14,11 @@ from envs.libero import LiberoSuite
 from tests.conftest import run_bench
 
 
-@pytest.mark.parametrize(("suite", "task_id", "init_index"), [("libero_object", 1, 0), ("libero_spatial", 5, 0)])
+@pytest.mark.parametrize(("suite", "task_id", "init_index"),
+                         [("libero_object", 1, 0), ("libero_spatial", 5, 0), ("libero_goal", 7, 3)])
 def test_expert_solves_official_init_states(suite, task_id, init_index):
-    """Cream cheese (needs the collision-aware grasp) and the tilted bowl on the ramekin (rim pinch)."""
+    """Cream cheese (needs the collision-aware grasp), the tilted bowl on the ramekin (rim pinch) and the stove
+    knob (``turnon``: grasp the handle bar on the hinge axis and twist)."""
     task = LiberoSuite(suite).task(task_id, cameras=(), hard_reset=False)
     ep = run_expert(task, init_index)
     task.close()
@@ -54,3 +56,4 @@ def test_generated_demo_has_the_libero_layout_and_resumes(tmp_path):
 def test_demos_cli_rejects_a_non_libero_suite():
     r = run_bench("demos", "expert", "--suite", "simpler_widowx")
     assert r.returncode == 2 and "Traceback" not in r.stderr + r.stdout
+
