@@ -178,7 +178,7 @@ def train_lac_command(
     checkpoint: Annotated[str | None, typer.Option(help="HF-format checkpoint directory")] = None,
     suite: Annotated[str, typer.Option(help="LIBERO suite for teacher rollouts")] = "libero_object",
     tasks: Annotated[str, typer.Option(help="task ids for teacher rollouts")] = "0,1,2,3",
-    teacher_rollouts: Annotated[int, typer.Option(min=1, help="teacher episodes (full-compute rollouts)")] = 8,
+    teacher_rollouts: Annotated[int, typer.Option(min=1, help="teacher mode: episodes (full-compute rollouts)")] = 8,
     steps_per_rollout: Annotated[int, typer.Option(min=2, help="policy steps recorded per rollout")] = 30,
     stage1_steps: Annotated[int, typer.Option(min=0, help="Stage I optimizer steps (0: skip Stage I)")] = 300,
     stage2_steps: Annotated[int, typer.Option(min=1, help="Stage II optimizer steps")] = 300,
@@ -187,6 +187,9 @@ def train_lac_command(
     tau_s: Annotated[float, typer.Option(help="soft-mask temperature")] = 0.05,
     motion: Annotated[str, typer.Option(help="flow | language")] = "flow",
     teacher_data: Annotated[str, typer.Option(help="reuse an earlier teacher.npz")] = "",
+    data: Annotated[list[str] | None, typer.Option(help="demo mode: LIBERO-layout demo file or folder (repeatable); "
+                                                        "targets are the demos' actions instead of the policy's")] = None,
+    demos: Annotated[int, typer.Option(min=1, help="demo mode: demos to take a window of --steps-per-rollout frames from")] = 8,
     out: Annotated[Path, typer.Option(help="output folder (checkpoints, curves, lac.safetensors)")] = Path("results/train/lac"),
     device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
 ) -> None:
@@ -204,7 +207,7 @@ def train_lac_command(
     cfg = LACTrainConfig(suite=suite_name, tasks=parse_tasks(tasks) or [0], teacher_rollouts=teacher_rollouts,
                          steps_per_rollout=steps_per_rollout, stage1_steps=stage1_steps, stage2_steps=stage2_steps,
                          lam=lam, tau=tau, tau_s=tau_s, motion=motion, stage1=stage1_steps > 0,
-                         teacher_data=teacher_data)
+                         teacher_data=teacher_data, data=data or [], demos=demos)
     final = train_lac(the_policy, cfg, out, log=lambda m: console.print(m, highlight=False))
     console.print(f"wrote {final}, {out / 'loss_curves.png'}, {out / 'train_config.json'}")
 

@@ -36,3 +36,19 @@ def run_bench(*args: str, cwd: Path | None = None, timeout: int = 600) -> subpro
 
 def has_cuda() -> bool:
     return torch.cuda.is_available()
+
+
+def fake_demo_file(path: Path, n_demos: int = 2, T: int = 6) -> None:
+    """A LIBERO-layout demo file with random frames and actions (no simulator), written by our demo writer."""
+    from bench.demos.hdf5 import append_demo, open_task_file
+    from bench.demos.rollout import ExpertEpisode
+
+    rng = np.random.default_rng(0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open_task_file(path, "pick up the ketchup and place it in the basket", {"suite": "libero_object"}, "x.bddl") as f:
+        for seed in range(n_demos):
+            obs = [{"agentview_image": rng.integers(0, 256, (256, 256, 3), dtype=np.uint8),
+                    "robot0_eef_pos": rng.normal(size=3), "robot0_eef_quat": np.array([0, 0, 0, 1.0]),
+                    "robot0_gripper_qpos": rng.normal(size=2), "robot0_joint_pos": rng.normal(size=7)} for _ in range(T)]
+            actions = [np.append(rng.uniform(-1, 1, 6), rng.choice([-1.0, 1.0])) for _ in range(T)]
+            append_demo(f, ExpertEpisode(True, T, actions, [rng.normal(size=10) for _ in range(T)], obs), seed, 0.0)

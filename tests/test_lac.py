@@ -99,3 +99,29 @@ def test_cnn_macs_match_fvcore():
     analysis = FlopCountAnalysis(net, torch.zeros(1, 5, 224, 224))
     analysis.unsupported_ops_warnings(False)
     assert abs(net.macs() - analysis.total()) / analysis.total() < 0.01
+
+
+def test_demo_mode_targets_are_the_demo_actions(tmp_path):
+    """``bench train lac --data``: frames and targets come from a LIBERO-layout demo file, not from rollouts."""
+    from bench.demos.hdf5 import load_demos
+    from bench.policies import TINY_CHECKPOINT, OpenVLAPolicy
+    from bench.train.bc_data import env_to_model_gripper, normalize
+    from bench.train.bc_forward import action_tokens
+    from bench.train.lac import LACTrainConfig, train_lac
+    from bench.train.lac_data import SaliencyProbe
+    from tests.conftest import fake_demo_file
+
+    fake_demo_file(tmp_path / "demos" / "t_demo.hdf5", n_demos=1, T=6)
+    policy = OpenVLAPolicy("tiny-openvla", TINY_CHECKPOINT, SaliencyProbe(), "libero_object")
+    cfg = LACTrainConfig(data=[str(tmp_path / "demos")], demos=1, steps_per_rollout=4, stage1_steps=2,
+                         stage2_steps=1, batch=2)
+    final = train_lac(policy, cfg, tmp_path / "run", log=lambda m: None)
+    data = np.load(tmp_path / "run" / "demos.npz")
+    assert data["frames"].shape == (1, 4, 224, 224, 3) and final.exists()
+    assert 0.0 <= data["saliency"].min() and data["saliency"].max() <= 1.0
+    actions = next(load_demos(tmp_path / "demos" / "t_demo.hdf5")).actions.astype(np.float64)
+    actions[:, 6] = env_to_model_gripper(actions[:, 6])
+    stats = policy.model.cfg.norm_stats["libero_object"]
+    tokens = action_tokens(normalize(actions, stats), policy.model.cfg.n_text_vocab)
+    windows = [tokens[s: s + 4].tolist() for s in range(3)]
+    assert data["tokens"][0].tolist() in windows

@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.demos.hdf5 import append_demo, open_task_file
-from bench.demos.rollout import ExpertEpisode
 from bench.models.checkpoint import load_openvla
 from bench.models.openvla import normalize_pixels
 from bench.models.tokenizer import build_word_tokenizer, openvla_prompt
 from bench.policies import gripper_to_env
 from bench.train.bc_data import env_to_model_gripper
 from bench.train.bc_forward import action_logits, action_tokens
+from tests.conftest import fake_demo_file
 
 WORDS = ["pick", "up", "the", "ketchup", "and", "place", "it", "in", "basket", "put", "bowl", "on", "plate"]
 
@@ -53,22 +52,10 @@ def test_gripper_mapping_inverts_the_policy_post_processing():
         assert gripper_to_env(float(env_to_model_gripper(np.array(env_value)))) == env_value
 
 
-def _fake_demo_file(path, n_demos=2, T=6):
-    rng = np.random.default_rng(0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open_task_file(path, "pick up the ketchup and place it in the basket", {"suite": "libero_object"}, "x.bddl") as f:
-        for seed in range(n_demos):
-            obs = [{"agentview_image": rng.integers(0, 256, (256, 256, 3), dtype=np.uint8),
-                    "robot0_eef_pos": rng.normal(size=3), "robot0_eef_quat": np.array([0, 0, 0, 1.0]),
-                    "robot0_gripper_qpos": rng.normal(size=2), "robot0_joint_pos": rng.normal(size=7)} for _ in range(T)]
-            actions = [np.append(rng.uniform(-1, 1, 6), rng.choice([-1.0, 1.0])) for _ in range(T)]
-            append_demo(f, ExpertEpisode(True, T, actions, [rng.normal(size=10) for _ in range(T)], obs), seed, 0.0)
-
-
 def test_train_policy_writes_a_loadable_checkpoint_and_resumes(tmp_path):
     from bench.train.policy import BCConfig, train_policy
 
-    _fake_demo_file(tmp_path / "demos" / "libero_object" / "t_demo.hdf5")
+    fake_demo_file(tmp_path / "demos" / "libero_object" / "t_demo.hdf5")
     cfg = BCConfig(data=[str(tmp_path / "demos")], steps=2, batch_size=2, save_every=1, warmup=1)
     train_policy(cfg, tmp_path / "run", log=lambda m: None)
     cfg.steps = 3

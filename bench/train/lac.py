@@ -6,7 +6,8 @@ Stage II (end to end): the previous frame's full prefill fills the KV cache; the
   runs in the executor's soft-mix mode, K/V = m·fresh + (1−m)·cached for visual tokens, with
   m = hard top-k forward / steep-sigmoid backward mask from the selector at the ratio the predictor picks
   (Gumbel-softmax, straight-through); loss = CE(7 action tokens | teacher tokens) + λ·L_ratio,
-  L_ratio = −Σ_j p̃_j r_j. Teacher tokens = the full-compute model's own greedy tokens (teacher mode).
+  L_ratio = −Σ_j p̃_j r_j. Target tokens = the full-compute model's own greedy tokens (teacher mode) or the
+  demos' action tokens (demo mode, ``data``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from bench.train.lac_data import collect, inputs, pairs
+from bench.train.lac_data import collect, collect_demos, inputs, pairs
 from methods.lac.nets import CANDIDATE_RATIOS, LACNet, gumbel_ratio, soft_cache_mask
 
 
@@ -43,6 +44,8 @@ class LACTrainConfig:
     stage1: bool = True
     seed: int = 0
     teacher_data: str = ""  # reuse a teacher.npz from an earlier run (default: <out>/teacher.npz)
+    data: list[str] = field(default_factory=list)  # demo mode: LIBERO-layout demo files/folders
+    demos: int = 8  # demo mode: demos to take a window of steps_per_rollout frames from
 
 
 def stage1_step(net: LACNet, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -97,8 +100,11 @@ def train_lac(policy: Any, cfg: LACTrainConfig, out: Path, log=print) -> Path:
     for p in policy.model.parameters():
         p.requires_grad_(False)
     out.mkdir(parents=True, exist_ok=True)
-    data_path = Path(cfg.teacher_data) if cfg.teacher_data else out / "teacher.npz"
-    data = collect(policy, cfg.suite, cfg.tasks, cfg.teacher_rollouts, cfg.steps_per_rollout, data_path, log)
+    data_path = Path(cfg.teacher_data) if cfg.teacher_data else out / ("demos.npz" if cfg.data else "teacher.npz")
+    if cfg.data:
+        data = collect_demos(policy, cfg.data, cfg.demos, cfg.steps_per_rollout, data_path, cfg.seed, log)
+    else:
+        data = collect(policy, cfg.suite, cfg.tasks, cfg.teacher_rollouts, cfg.steps_per_rollout, data_path, log)
     keys = pairs(data)
     x_all = inputs(data, cfg.motion)
     net = LACNet()

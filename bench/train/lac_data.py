@@ -1,5 +1,7 @@
-"""Teacher-mode data for LAC: frames from real LIBERO rollouts of the policy, plus what the frozen VLA
-says about each frame under full compute (layer-15 text→vision saliency and its greedy action tokens)."""
+"""LAC training data: frames with the frozen VLA's layer-15 text→vision saliency under full compute and the
+action tokens to predict. Teacher mode: frames from real LIBERO rollouts of the policy, targets = its own greedy
+tokens (no dataset needed). Demo mode: consecutive frames of LIBERO-layout demos, targets = the demos' actions
+tokenised with the policy's norm stats (as behaviour cloning does)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.errors import BenchError
 from bench.models.steering import PrefillState, Steering
 from methods.vla_cache import ATTN_LAYER, text_to_vision
 
@@ -34,9 +37,7 @@ def collect(policy: Any, suite_name: str, tasks: list[int], episodes: int, steps
         return dict(np.load(path, allow_pickle=False))
     from envs.libero import LiberoSuite
 
-    probe = policy.steering
-    if not isinstance(probe, SaliencyProbe):
-        raise TypeError("collect() needs a policy built with a SaliencyProbe steering")
+    probe = _probe(policy)
     suite = LiberoSuite(suite_name)
     frames, instructions, saliency, tokens = [], [], [], []
     for e in range(episodes):
@@ -58,6 +59,54 @@ def collect(policy: Any, suite_name: str, tasks: list[int], episodes: int, steps
         tokens.append(ep_tok)
         instructions.append(task.instruction)
         log(f"teacher rollout {e + 1}/{episodes}: {task.name}")
+    return _save(path, frames, saliency, tokens, instructions)
+
+
+def collect_demos(policy: Any, roots: list[str], n_demos: int, steps: int, path: Path, seed: int = 0,
+                  log=print) -> dict:
+    """Demo mode: a seeded window of ``steps`` consecutive frames from each of ``n_demos`` demos (round robin
+    over the demo files); saliency from one full-compute forward per frame, targets from the demo actions."""
+    if path.exists():
+        return dict(np.load(path, allow_pickle=False))
+    from bench.demos.hdf5 import demo_files, load_demos
+    from bench.train.bc_data import env_to_model_gripper, normalize
+    from bench.train.bc_forward import action_tokens
+
+    probe = _probe(policy)
+    files = [f for root in roots for f in demo_files(root)]
+    if not files:
+        raise BenchError(f"no .hdf5 demo files under {', '.join(roots)}")
+    stats = policy.model.cfg.norm_stats[policy.unnorm_key]
+    rng = np.random.default_rng(seed)
+    frames, instructions, saliency, tokens = [], [], [], []
+    for k in range(n_demos):
+        demo = next((d for i, d in enumerate(load_demos(files[k % len(files)])) if i == k // len(files)), None)
+        if demo is None or len(demo.actions) < steps:
+            raise BenchError(f"{files[k % len(files)]} has no demo {k // len(files)} with ≥ {steps} steps")
+        start = int(rng.integers(0, len(demo.actions) - steps + 1))
+        actions = demo.actions[start: start + steps].astype(np.float64)
+        actions[:, 6] = env_to_model_gripper(actions[:, 6])
+        tokens.append(action_tokens(normalize(actions, stats), policy.model.cfg.n_text_vocab))
+        policy.reset(demo.instruction, k)
+        ep_frames, ep_sal = [], []
+        for t in range(start, start + steps):
+            policy.act({"agentview_image": demo.agentview[t]})
+            ep_frames.append(policy.last_image)
+            ep_sal.append(probe.saliency.float().numpy())
+        frames.append(ep_frames)
+        saliency.append(ep_sal)
+        instructions.append(demo.instruction)
+        log(f"demo {k + 1}/{n_demos}: {demo.name} steps {start}–{start + steps - 1}")
+    return _save(path, frames, saliency, tokens, instructions)
+
+
+def _probe(policy: Any) -> SaliencyProbe:
+    if not isinstance(policy.steering, SaliencyProbe):
+        raise TypeError("LAC data collection needs a policy built with a SaliencyProbe steering")
+    return policy.steering
+
+
+def _save(path: Path, frames: list, saliency: list, tokens: list, instructions: list) -> dict:
     data = {"frames": np.asarray(frames, np.uint8), "saliency": np.asarray(saliency, np.float32),
             "tokens": np.asarray(tokens, np.int64), "instructions": np.asarray(instructions)}
     path.parent.mkdir(parents=True, exist_ok=True)
