@@ -146,21 +146,12 @@ class ScriptedExpert:
         if p.grasp is None:
             p.grasp = plan_grasp(self.sim, self._body(p.step.obj), self._support(p))
         g, obj = p.grasp, self._body(p.step.obj)
-        above = g.position + np.array([0, 0, 0.08])
-        if p.phase == "pregrasp":
-            if self._reached(above, 0.01) or p.timer > 40:
-                p.phase, p.timer = "descend", 0
-            return self._action(above, g.yaw, OPEN)
-        if p.phase == "descend":
-            if self._reached(g.position, 0.006) or p.timer > 40:
-                p.phase, p.timer = "close", 0
-            return self._action(g.position, g.yaw, OPEN)
-        if p.phase == "close":
-            if p.timer > 12:
-                p.phase, p.timer = "lift", 0
+        action = self.approach_and_close(p, g.position, g.yaw, close_steps=12, then="lift")
+        if action is not None:
+            if p.phase == "lift" and p.timer == 0:  # the close has just ended
                 p.lift_from = self.sim.data.body_xpos[obj].copy()
                 p.waypoints = self._lift_waypoints(p)
-            return self._action(g.position, g.yaw, CLOSE)
+            return action
         if p.phase == "lift":
             goal = p.waypoints[0]
             if self._reached(goal, 0.015) or p.timer > 50:
@@ -190,6 +181,24 @@ class ScriptedExpert:
         if self._reached(goal, 0.02) or p.timer > 20:
             p.phase = "done"
         return self._action(goal, g.yaw, OPEN)
+
+    def approach_and_close(self, p, position: np.ndarray, yaw: float, close_steps: int, then: str) -> np.ndarray | None:
+        """The opening every skill shares: 8 cm above ``position`` → descend → close for ``close_steps`` steps; the
+        phase then becomes ``then`` (the close action is still returned on that step). None past these phases."""
+        above = position + np.array([0, 0, 0.08])
+        if p.phase == "pregrasp":
+            if self._reached(above, 0.01) or p.timer > 40:
+                p.phase, p.timer = "descend", 0
+            return self._action(above, yaw, OPEN)
+        if p.phase == "descend":
+            if self._reached(position, 0.006) or p.timer > 40:
+                p.phase, p.timer = "close", 0
+            return self._action(position, yaw, OPEN)
+        if p.phase == "close":
+            if p.timer > close_steps:
+                p.phase, p.timer = then, 0
+            return self._action(position, yaw, CLOSE)
+        return None
 
     def _lift_waypoints(self, p: _Plan) -> list[np.ndarray]:
         """Straight up, unless something hangs over the object: then slide out sideways first."""

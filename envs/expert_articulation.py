@@ -23,7 +23,7 @@ TWIST_RATE = 0.1  # rad of commanded yaw per step
 @dataclass
 class TurnOn:
     fixture: str
-    phase: str = "above"
+    phase: str = "pregrasp"
     timer: int = 0
     yaw: float = 0.0
     grip: np.ndarray | None = None
@@ -38,20 +38,11 @@ class TurnOn:
         self.timer += 1
         if self.timer == 1:
             expert.trail.clear()
+        action = expert.approach_and_close(self, self.grip, self.yaw, close_steps=10, then="twist")
+        if action is not None:
+            return action
         above = self.grip + np.array([0, 0, 0.08])
         open_, close = -1.0, 1.0
-        if self.phase == "above":
-            if expert._reached(above, 0.01) or self.timer > 40:
-                self.phase, self.timer = "descend", 0
-            return expert._action(above, self.yaw, open_)
-        if self.phase == "descend":
-            if expert._reached(self.grip, 0.006) or self.timer > 40:
-                self.phase, self.timer = "close", 0
-            return expert._action(self.grip, self.yaw, open_)
-        if self.phase == "close":
-            if self.timer > 10:
-                self.phase, self.timer = "twist", 0
-            return expert._action(self.grip, self.yaw, close)
         if self.phase == "twist":
             self.twist = min(self.twist + TWIST_RATE, np.pi / 2)
             if qpos >= TURN_ON_QPOS + TWIST_MARGIN or self.timer > 40:
