@@ -118,7 +118,7 @@ def test_demo_mode_targets_are_the_demo_actions(tmp_path):
     final = train_lac(policy, cfg, tmp_path / "run", log=lambda m: None)
     data = np.load(tmp_path / "run" / "demos.npz")
     assert data["frames"].shape == (1, 4, 224, 224, 3) and final.exists()
-    assert 0.0 <= data["saliency"].min() and data["saliency"].max() <= 1.0
+    assert data["saliency"].min() >= 0.0 and data["saliency"].max() <= 1.0
     actions = next(load_demos(tmp_path / "demos" / "t_demo.hdf5")).actions.astype(np.float64)
     actions[:, 6] = env_to_model_gripper(actions[:, 6])
     stats = policy.model.cfg.norm_stats["libero_object"]
