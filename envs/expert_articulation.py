@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.expert_geometry import _geom_box
+from envs.expert_geometry import body_boxes
 
 TURN_ON_QPOS = 0.5  # FlatStove default_turnon_ranges minimum (rad)
 TWIST_MARGIN = 0.25  # turn this far past the threshold so the knob does not spring back under it
@@ -27,14 +27,15 @@ class TurnOn:
     timer: int = 0
     yaw: float = 0.0
     grip: np.ndarray | None = None
+    joint: int = -1  # the knob's hinge, found on the first step
     twist: float = 0.0
 
     def act(self, expert) -> np.ndarray:
         sim = expert.sim
-        joint = _hinge(expert.env, self.fixture)
-        qpos = float(sim.data.qpos[sim.model.jnt_qposadr[joint]])
         if self.grip is None:
-            self.grip, self.yaw = handle_grasp(sim, joint)
+            self.joint = _hinge(expert.env, self.fixture)
+            self.grip, self.yaw = handle_grasp(sim, self.joint)
+        qpos = float(sim.data.qpos[sim.model.jnt_qposadr[self.joint]])
         self.timer += 1
         if self.timer == 1:
             expert.trail.clear()
@@ -72,14 +73,11 @@ def handle_grasp(sim, joint: int) -> tuple[np.ndarray, float]:
     The handle is the knob body's collision boxes whose tops are within 2 cm of the highest one; the bar's long
     direction is the larger side of their joint x/y extent, the closing axis is perpendicular to it.
     """
-    m, d = sim.model, sim.data
-    body = m.jnt_bodyid[joint]
-    boxes = [_geom_box(sim, g).corners() for g in range(m.ngeom)
-             if m.geom_bodyid[g] == body and (m.geom_contype[g] or m.geom_conaffinity[g])]
+    boxes = [b.corners() for b in body_boxes(sim, int(sim.model.jnt_bodyid[joint]))]
     top = max(c[:, 2].max() for c in boxes)
     handle = np.concatenate([c for c in boxes if c[:, 2].max() > top - 0.02])
     lo, hi = handle.min(0), handle.max(0)
-    axis = d.xanchor[joint]
+    axis = sim.data.xanchor[joint]
     if hi[0] - lo[0] >= hi[1] - lo[1]:  # bar along x: close along y, centred on the bar's width
         xy, yaw = np.array([axis[0], (lo[1] + hi[1]) / 2]), np.pi / 2
     else:

@@ -56,6 +56,12 @@ def collision_boxes(sim, body_root: int | None = None) -> list[tuple[int, Box]]:
     return [(root, _geom_box(sim, g)) for g, root in _collision_geoms(sim, body_root)]
 
 
+def body_boxes(sim, body: int) -> list[Box]:
+    """Collision boxes of the geoms attached to ``body`` itself, not to the rest of its tree (a stove's knob)."""
+    root = int(sim.model.body_rootid[body])
+    return [_geom_box(sim, g) for g, _ in _collision_geoms(sim, root) if sim.model.geom_bodyid[g] == body]
+
+
 def object_points(sim, body_id: int) -> np.ndarray:
     """World-space hull samples of an object: mesh vertices of its collision meshes, box corners otherwise.
 
