@@ -87,3 +87,59 @@ def test_action_detokenization_matches_reference(tiny_model):
     tiny_model.cfg.norm_stats["k"] = {"action": stats}
     out = tiny_model.unnormalize(np.array([0.0, 0.5, -1, 1, 0, 0, 0.9]), "k")
     assert np.allclose(out, [1.0, 1.0, 0.0, 1.0, 0.5, 0.5, 0.9])
+
+
+def test_minimal_text_config_takes_transformers_llama_defaults():
+    """The real openvla-7b text_config is minimal; absent fields are transformers' Llama defaults (eps 1e-6)."""
+    from bench.models.config import OpenVLAConfig
+    from bench.models.openvla import OpenVLA
+
+    cfg = OpenVLAConfig.from_hf({
+        "timm_model_ids": ["vit_large_patch14_reg4_dinov2.lvd142m", "vit_so400m_patch14_siglip_224"],
+        "use_fused_vision_backbone": True, "n_action_bins": 256, "pad_to_multiple_of": 64,
+        "text_config": {"model_type": "llama", "pad_token_id": 32000, "torch_dtype": "bfloat16", "vocab_size": 32064},
+    })
+    t = cfg.text
+    assert (t.hidden_size, t.intermediate_size, t.num_hidden_layers, t.num_attention_heads) == (4096, 11008, 32, 32)
+    assert t.num_key_value_heads == 32 and t.rms_norm_eps == 1e-6 and t.rope_theta == 10000.0
+    assert t.max_position_embeddings == 2048 and t.vocab_size == 32064
+    with torch.device("meta"):
+        model = OpenVLA(cfg)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert shapes["language_model.model.layers.31.mlp.gate_proj.weight"] == (11008, 4096)
+    assert shapes["language_model.lm_head.weight"] == (32064, 4096)
+
+
+def test_absent_eps_is_1e6_not_1e5(saved):
+    cfg = json.loads((saved / "config.json").read_text())
+    del cfg["text_config"]["rms_norm_eps"]
+    (saved / "config.json").write_text(json.dumps(cfg))
+    model, _ = load_openvla(saved)
+    assert model.cfg.text.rms_norm_eps == 1e-6
+
+
+def test_missing_tokenizer_is_named_before_weights_are_read(saved, monkeypatch):
+    import bench.models.checkpoint as ckpt
+
+    (saved / "tokenizer.json").unlink()
+    monkeypatch.setattr(ckpt, "_read_tensors", lambda f: pytest.fail("weights read before the file check"))
+    with pytest.raises(BenchError, match=r"no tokenizer\.json"):
+        load_openvla(saved)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.999, 4])
+def test_truncated_safetensors_names_the_file(saved, keep):
+    from bench.models.checkpoint import fingerprint
+
+    file = saved / "model.safetensors"
+    data = file.read_bytes()
+    file.write_bytes(data[: int(len(data) * keep)] if keep < 1 else data[:keep])
+    for load in (load_openvla, fingerprint):
+        with pytest.raises(BenchError, match=r"model\.safetensors.*(truncated|corrupt)"):
+            load(saved)
+
+
+def test_corrupt_tokenizer_is_named(saved):
+    (saved / "tokenizer.json").write_text("{not json")
+    with pytest.raises(BenchError, match=r"tokenizer\.json is not a readable"):
+        load_openvla(saved)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from bench.errors import BenchError
@@ -23,12 +23,61 @@ UNUSED_PREFIXES = ("vision_backbone.featurizer.attn_pool.", "vision_backbone.fus
 def _weight_files(path: Path) -> list[Path]:
     index = path / "model.safetensors.index.json"
     if index.exists():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+            raise BenchError(f"{index} is not a safetensors index (needs a weight_map): {exc!r}") from None
         return [path / s for s in shards]
     files = sorted(path.glob("model*.safetensors"))
     if not files:
         raise BenchError(f"no model*.safetensors in checkpoint directory {path}")
     return files
+
+
+def checkpoint_files(path: Path | str) -> list[Path]:
+    """Check that every file a load needs exists before any is read; returns the weight files.
+
+    A missing tokenizer.json used to surface only after all weights were read, as a bare OS error.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise BenchError(f"checkpoint directory {path} does not exist")
+    for name in ("config.json", "tokenizer.json"):
+        if not (path / name).is_file():
+            raise BenchError(f"{path} is not an OpenVLA checkpoint directory (no {name})")
+    files = _weight_files(path)
+    absent = [f.name for f in files if not f.is_file()]
+    if absent:
+        raise BenchError(f"checkpoint {path}: weight file(s) named by the index are missing: {', '.join(absent)}")
+    for file in files:
+        _check_safetensors_size(file)
+    return files
+
+
+def _check_safetensors_size(file: Path) -> None:
+    """Cheap truncation check from the header alone (8-byte length, JSON, data offsets), before any load."""
+    size = file.stat().st_size
+    try:
+        with open(file, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if size < 8 or n > size - 8:
+                raise ValueError(f"header of {n} bytes in a {size}-byte file")
+            header = json.loads(f.read(n))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise BenchError(f"{file} is not a readable safetensors file (truncated or corrupt?): {exc}") from None
+    if 8 + n + end != size:
+        raise BenchError(f"{file} is truncated or corrupt: its header describes {8 + n + end} bytes, "
+                         f"the file has {size}")
+
+
+def _read_tensors(file: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of one safetensors file; a truncated or corrupt file is named in a BenchError."""
+    try:
+        with safe_open(str(file), framework="pt", device="cpu") as f:
+            return {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 - safe_open is not a mapping
+    except (SafetensorError, OSError) as exc:
+        raise BenchError(f"{file} is not a readable safetensors file (truncated or corrupt?): {exc}") from None
 
 
 def read_config(path: Path) -> OpenVLAConfig:
@@ -37,7 +86,7 @@ def read_config(path: Path) -> OpenVLAConfig:
         raise BenchError(f"{path} is not an OpenVLA checkpoint directory (no config.json)")
     try:
         return OpenVLAConfig.from_hf(json.loads(cfg_file.read_text()))
-    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # JSONDecodeError is a ValueError
         raise BenchError(f"{cfg_file} is not a valid OpenVLA config: {exc!r}") from None
 
 
@@ -49,15 +98,15 @@ def _summarize(keys: set[str], limit: int = 5) -> str:
 def load_openvla(path: Path | str, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> tuple[OpenVLA, PromptTokenizer]:
     """Build the model on the meta device and assign the checkpoint's tensors (cast to ``dtype``)."""
     path = Path(path)
+    weight_files = checkpoint_files(path)
     cfg = read_config(path)
+    tokenizer = PromptTokenizer.from_dir(path, cfg.bos_token_id)
     with torch.device("meta"):
         model = OpenVLA(cfg)
     expected = set(model.state_dict())
     tensors: dict[str, torch.Tensor] = {}
-    for file in _weight_files(path):
-        with safe_open(str(file), framework="pt", device="cpu") as f:
-            for key in f.keys():  # noqa: SIM118 - safe_open is not a mapping
-                tensors[key] = f.get_tensor(key)
+    for file in weight_files:
+        tensors.update(_read_tensors(file))
     unused = {k for k in tensors if k.startswith(UNUSED_PREFIXES)}
     missing, unexpected = expected - set(tensors), set(tensors) - expected - unused
     if missing or unexpected:
@@ -71,7 +120,7 @@ def load_openvla(path: Path | str, dtype: torch.dtype = torch.float32, device: s
     model.load_state_dict({k: tensors[k].to(device=device, dtype=dtype) for k in expected}, assign=True)
     model.unused_tensors = {k: tensors[k] for k in unused}
     model.eval()
-    return model, PromptTokenizer.from_dir(path, cfg.bos_token_id)
+    return model, tokenizer
 
 
 def save_openvla(model: OpenVLA, tokenizer: PromptTokenizer, path: Path | str) -> None:
@@ -88,11 +137,11 @@ def save_openvla(model: OpenVLA, tokenizer: PromptTokenizer, path: Path | str) -
 def fingerprint(path: Path | str) -> str:
     """Identity of a checkpoint for run hashes: config, tokenizer and each weight file's size and ends."""
     path = Path(path)
+    weight_files = checkpoint_files(path)
     h = hashlib.sha256()
     for name in ("config.json", "tokenizer.json"):
-        if (path / name).exists():
-            h.update((path / name).read_bytes())
-    for file in _weight_files(path):
+        h.update((path / name).read_bytes())
+    for file in weight_files:
         size = file.stat().st_size
         h.update(f"{file.name}:{size}".encode())
         with open(file, "rb") as f:

@@ -41,6 +41,20 @@ TIMM_VITS: dict[str, ViTConfig] = {
 }
 
 
+# transformers' LlamaConfig defaults. ``save_pretrained`` omits fields equal to them, so the real openvla-7b
+# ``text_config`` holds only model_type, pad_token_id, torch_dtype and vocab_size: absent fields mean these.
+HF_LLAMA_DEFAULTS: dict[str, Any] = {
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 10000.0,
+    "max_position_embeddings": 2048,
+    "vocab_size": 32000,
+}
+
+
 @dataclass(frozen=True)
 class LlamaConfig:
     hidden_size: int
@@ -49,9 +63,9 @@ class LlamaConfig:
     num_attention_heads: int
     num_key_value_heads: int
     vocab_size: int
-    rms_norm_eps: float = 1e-5
-    rope_theta: float = 10000.0
-    max_position_embeddings: int = 2048
+    rms_norm_eps: float = HF_LLAMA_DEFAULTS["rms_norm_eps"]
+    rope_theta: float = HF_LLAMA_DEFAULTS["rope_theta"]
+    max_position_embeddings: int = HF_LLAMA_DEFAULTS["max_position_embeddings"]
 
     @property
     def head_dim(self) -> int:
@@ -59,17 +73,25 @@ class LlamaConfig:
 
     @classmethod
     def from_hf(cls, d: dict[str, Any]) -> LlamaConfig:
-        rope = d.get("rope_theta") or (d.get("rope_parameters") or {}).get("rope_theta", 10000.0)
+        """Read a ``text_config`` as transformers does: every absent (or null) field takes its Llama default."""
+        def get(key: str) -> Any:
+            value = d.get(key)
+            return HF_LLAMA_DEFAULTS[key] if value is None else value
+
+        rope = d.get("rope_theta")
+        if rope is None:
+            rope = (d.get("rope_parameters") or {}).get("rope_theta", HF_LLAMA_DEFAULTS["rope_theta"])
+        heads = int(get("num_attention_heads"))
         return cls(
-            hidden_size=d["hidden_size"],
-            intermediate_size=d["intermediate_size"],
-            num_hidden_layers=d["num_hidden_layers"],
-            num_attention_heads=d["num_attention_heads"],
-            num_key_value_heads=d.get("num_key_value_heads") or d["num_attention_heads"],
-            vocab_size=d["vocab_size"],
-            rms_norm_eps=d.get("rms_norm_eps", 1e-5),
+            hidden_size=int(get("hidden_size")),
+            intermediate_size=int(get("intermediate_size")),
+            num_hidden_layers=int(get("num_hidden_layers")),
+            num_attention_heads=heads,
+            num_key_value_heads=int(d.get("num_key_value_heads") or heads),
+            vocab_size=int(get("vocab_size")),
+            rms_norm_eps=float(get("rms_norm_eps")),
             rope_theta=float(rope),
-            max_position_embeddings=d.get("max_position_embeddings", 2048),
+            max_position_embeddings=int(get("max_position_embeddings")),
         )
 
     def to_hf(self) -> dict[str, Any]:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, models, pre_tokenizers
 
+from bench.errors import BenchError
+
 SPECIALS = ("<unk>", "<s>", "</s>", "▁")  # ids 0..3: unk, BOS, EOS, the "empty" token predict_action appends
 
 
@@ -22,7 +24,11 @@ class PromptTokenizer:
 
     @classmethod
     def from_dir(cls, path: Path, bos_id: int) -> PromptTokenizer:
-        return cls(Tokenizer.from_file(str(Path(path) / "tokenizer.json")), bos_id)
+        file = Path(path) / "tokenizer.json"
+        try:
+            return cls(Tokenizer.from_file(str(file)), bos_id)
+        except Exception as exc:  # tokenizers raises a bare Exception for missing and malformed files
+            raise BenchError(f"{file} is not a readable HF tokenizer file: {exc}") from None
 
     def encode(self, text: str) -> list[int]:
         ids = self.tokenizer.encode(text).ids
