@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,13 +10,19 @@ from typing import Any
 
 from bench.errors import BenchError
 from bench.stats import PairedComparison, paired_compare, wilson_interval
-from bench.store import EPISODES, latest_by_key, read_episodes
+from bench.store import EPISODES, MANIFEST, latest_by_key, read_episodes
+
+# Spec fields two runs may differ in and still be paired episode by episode: what is being compared (the method
+# and its parameters, the device and dtype it ran on) and which episodes each holds (pairing uses shared keys).
+# Every other field (suite, max steps, protocol, policy and its weights, seed) must match.
+MAY_DIFFER = ("method", "method_params", "protocol.device", "protocol.dtype", "tasks", "episodes_per_task")
 
 
 @dataclass
 class RunEpisodes:
     label: str
     records: dict[str, dict[str, Any]]  # key → latest record
+    spec: dict[str, Any]
 
     def metric(self, field: str) -> float:
         vals = [r["summary"][field] for r in self.records.values() if r["status"] == "ok" and field in r["summary"]]
@@ -32,10 +39,41 @@ def load_run(path: Path) -> RunEpisodes:
     run_dir = path.parent if path.name == EPISODES else path
     if not (run_dir / EPISODES).exists():
         raise BenchError(f"{path} is neither a run directory nor an {EPISODES} file")
-    return RunEpisodes(str(path), latest_by_key(read_episodes(run_dir)))
+    if not (run_dir / MANIFEST).exists():
+        raise BenchError(f"{run_dir} has no {MANIFEST}: without its spec the run cannot be checked for comparability")
+    try:
+        spec = json.loads((run_dir / MANIFEST).read_text())["spec"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BenchError(f"{run_dir / MANIFEST} is not a run manifest: {exc!r}") from None
+    return RunEpisodes(str(path), latest_by_key(read_episodes(run_dir)), spec)
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k == "protocol":
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def spec_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Spec fields (outside MAY_DIFFER) whose values differ, as 'field: A vs B'."""
+    fa, fb = _flatten(a), _flatten(b)
+    return [f"{k}: {fa.get(k, '(absent)')!r} vs {fb.get(k, '(absent)')!r}"
+            for k in sorted(set(fa) | set(fb)) if k not in MAY_DIFFER and fa.get(k) != fb.get(k)]
+
+
+def ensure_comparable(a: RunEpisodes, b: RunEpisodes) -> None:
+    diffs = spec_differences(a.spec, b.spec)
+    if diffs:
+        raise BenchError(f"{a.label} and {b.label} are not comparable: {'; '.join(diffs)} "
+                         f"(only {', '.join(MAY_DIFFER)} may differ)")
 
 
 def pair(a: RunEpisodes, b: RunEpisodes) -> tuple[list[str], PairedComparison]:
+    ensure_comparable(a, b)
     keys = sorted(set(a.records) & set(b.records))
     if not keys:
         raise BenchError(f"{a.label} and {b.label} share no episode keys: they cannot be compared")
@@ -73,6 +111,7 @@ class Verdict:
 def check(baseline: RunEpisodes, candidate: RunEpisodes, alpha: float, max_flops_increase: float | None,
           max_latency_increase: float | None, max_errors: int, require_all_keys: bool = True) -> Verdict:
     """Fail only on a statistically significant success drop or a hard metric regression."""
+    ensure_comparable(baseline, candidate)
     missing = set(baseline.records) - set(candidate.records)
     if require_all_keys and missing:
         raise BenchError(f"candidate lacks {len(missing)} of the baseline's episodes (e.g. {sorted(missing)[0]}): "

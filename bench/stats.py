@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from scipy.stats import binomtest, norm
 
@@ -12,12 +13,19 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     """Wilson score interval for a binomial proportion (n = 0 gives the uninformative [0, 1])."""
     if n == 0:
         return 0.0, 1.0
-    z = float(norm.ppf(0.5 + confidence / 2))
+    z = _z(confidence)
     p = successes / n
     denom = 1 + z * z / n
     center = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, center - half), min(1.0, center + half)
+    # At k = 0 or k = n the bound equals p exactly in real arithmetic but lands a few ulps beyond it in floats
+    # (0/50 gave a lower bound of 1e-18 > 0): clamp so the interval always contains p and lies in [0, 1].
+    return max(0.0, min(p, center - half)), min(1.0, max(p, center + half))
+
+
+@lru_cache(maxsize=8)
+def _z(confidence: float) -> float:
+    return float(norm.ppf(0.5 + confidence / 2))
 
 
 @dataclass(frozen=True)

@@ -67,3 +67,16 @@ def test_report_command_writes_tables_and_plots(runs, tmp_path):
                  "cache_ratio_episode.png", "lac_table5.tex"):
         assert (out / name).stat().st_size > 1000 or name.endswith((".md", ".csv", ".tex")), name
     assert "70.0% [39.7%, 89.2%] (n=10)" in (out / "summary.md").read_text()
+
+
+def test_report_renders_all_fail_and_all_succeed_runs(tmp_path):
+    """0/50 and 50/50 put a Wilson bound exactly on the estimate; the error bars must not go negative."""
+    root = tmp_path / "runs"
+    fake_run(root, "baseline", "libero_object", [False] * 50, 7.7e8, 0.030)
+    fake_run(root, "fastv", "libero_object", [True] * 50, 5.0e8, 0.020)
+    fake_run(root, "vla-cache", "libero_object", [True] * 13, 6.0e8, 0.025)
+    r = run_bench("report", str(root), "--out", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr + r.stdout
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert sorted(summary.success_rate) == [0.0, 1.0, 1.0]
+    assert (tmp_path / "out" / "summary.png").stat().st_size > 0

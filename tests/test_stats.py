@@ -16,6 +16,18 @@ def test_wilson_matches_statsmodels(k, n):
     assert wilson_interval(k, n) == pytest.approx((lo, hi), abs=1e-12)
 
 
+def test_wilson_contains_the_estimate_for_every_k_n_up_to_500():
+    """Exhaustive property: for every n ≤ 500 and 0 ≤ k ≤ n, 0 ≤ lo ≤ k/n ≤ hi ≤ 1 (0/50 and 10/10 broke it)."""
+    bad = []
+    for n in range(1, 501):
+        for k in range(n + 1):
+            lo, hi = wilson_interval(k, n)
+            if not 0.0 <= lo <= k / n <= hi <= 1.0:
+                bad.append((k, n, lo, hi))
+    assert not bad, f"{len(bad)} intervals exclude the estimate, e.g. {bad[:3]}"
+    assert wilson_interval(0, 50)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+
+
 @pytest.mark.parametrize(("b", "c"), [(0, 0), (1, 0), (5, 1), (12, 3), (30, 28)])
 def test_exact_mcnemar_matches_statsmodels(b, c):
     from statsmodels.stats.contingency_tables import mcnemar
@@ -31,8 +43,15 @@ def test_paired_difference():
     assert pc.diff_low < -0.3 < pc.diff_high < 0
 
 
-def write_run(path, successes, macs=1e9, errors=0):
+SPEC = {"suite": "libero_object", "tasks": [0], "episodes_per_task": 10, "max_steps": 280, "policy": "tiny-openvla",
+        "policy_fingerprint": "f00d", "method": "baseline", "method_params": {}, "seed": 7,
+        "protocol": {"max_steps": 280, "wait_steps": 10, "env_seed": 0, "device": "cpu", "dtype": "fp32"}}
+
+
+def write_run(path, successes, macs=1e9, errors=0, **spec_changes):
     path.mkdir(parents=True)
+    spec = {**SPEC, **spec_changes}
+    (path / "manifest.json").write_text(json.dumps({"spec": spec}))
     with open(path / "episodes.jsonl", "w") as f:
         for i, s in enumerate(successes):
             status = "error" if i < errors else "ok"
@@ -65,3 +84,34 @@ def test_gate_refuses_runs_that_are_not_comparable(tmp_path):
     short = write_run(tmp_path / "short", [True] * 5)
     r = run_bench("check", "--baseline", str(base), "--candidate", str(short))
     assert r.returncode == 2 and "lacks 5 of the baseline's episodes" in r.stdout
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"suite": "libero_spatial"}, "suite"), ({"max_steps": 30}, "max_steps"),
+    ({"policy_fingerprint": "beef"}, "policy_fingerprint"), ({"seed": 8}, "seed"),
+    ({"protocol": {**SPEC["protocol"], "wait_steps": 0}}, "protocol.wait_steps"),
+])
+def test_compare_and_check_refuse_incomparable_specs(tmp_path, change, field):
+    base = write_run(tmp_path / "base", [False] * 10)
+    other = write_run(tmp_path / "other", [False] * 10, **change)
+    for args in (("compare", str(base), str(other)), ("check", "--baseline", str(base), "--candidate", str(other))):
+        r = run_bench(*args)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "not comparable" in r.stdout and f"{field}:" in r.stdout and "Traceback" not in r.stderr
+
+
+def test_method_device_and_dtype_may_differ(tmp_path):
+    base = write_run(tmp_path / "base", [True] * 10)
+    fast = write_run(tmp_path / "fast", [True] * 10, method="fastv", method_params={"k": 2},
+                     protocol={**SPEC["protocol"], "device": "cuda", "dtype": "bf16"})
+    assert run_bench("compare", str(base), str(fast)).returncode == 0
+    assert run_bench("check", "--baseline", str(base), "--candidate", str(fast)).returncode == 0
+
+
+def test_runs_without_a_manifest_are_refused(tmp_path):
+    base = write_run(tmp_path / "base", [True] * 10)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "episodes.jsonl").write_text((base / "episodes.jsonl").read_text())
+    r = run_bench("compare", str(base), str(bare))
+    assert r.returncode == 2 and "no manifest.json" in r.stdout
