@@ -8,36 +8,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from bench.cli_common import console, parse_sets, parse_tasks, typer_app
 from bench.cli_demos import demos_app
 from bench.errors import BenchError
 from bench.registry import METHODS, POLICIES, SUITES
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Benchmark inference acceleration methods for VLA policies (LIBERO, SIMPLER).")
-console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+app = typer_app("Benchmark inference acceleration methods for VLA policies (OpenVLA architecture, LIBERO).",
+                add_completion=False, pretty_exceptions_enable=False)
 DEFAULT_OUT = Path("results/runs")
-
-
-def parse_tasks(text: str) -> list[int] | None:
-    if text == "all":
-        return None
-    try:
-        return sorted({int(t) for t in text.split(",") if t.strip()})
-    except ValueError:
-        raise BenchError(f"--tasks takes 'all' or comma-separated task ids like 0,3; got {text!r}") from None
-
-
-def parse_sets(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise BenchError(f"--set takes key=value; got {item!r}")
-        out[key] = value
-    return out
 
 
 @app.command()
@@ -145,7 +125,7 @@ def profile(
                     device=device, dtype=dtype, out=out, console=console)
 
 
-train_app = typer.Typer(help="Train the tiny policy (behaviour cloning) or LAC's modules.", no_args_is_help=True)
+train_app = typer_app("Train the tiny policy (behaviour cloning) or LAC's modules.")
 app.add_typer(train_app, name="train")
 app.add_typer(demos_app, name="demos")
 
@@ -166,6 +146,8 @@ def train_policy_command(
 
     if preset != "tiny":
         raise BenchError(f"only the 'tiny' preset is trainable on this harness's CPU path; got {preset!r}")
+    if not lr > 0:
+        raise BenchError(f"--lr must be positive; got {lr}")
     cfg = BCConfig(data=data, preset=preset, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                    save_every=save_every)
     final = train_policy(cfg, out, log=lambda m: console.print(m, highlight=False))
@@ -194,17 +176,22 @@ def train_lac_command(
     device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
 ) -> None:
     """Stage I (attention alignment) then Stage II (end to end, soft-mix KV); resumable; writes loss curves."""
-    from bench.run_command import resolve_device
+    from bench.run_command import resolve_device, resolve_tasks
     from bench.train.lac import LACTrainConfig, train_lac
     from bench.train.lac_data import SaliencyProbe
 
     if motion not in ("flow", "language"):
         raise BenchError(f"--motion takes flow or language; got {motion!r}")
+    if lam < 0 or tau <= 0 or tau_s <= 0:
+        raise BenchError(f"--lam must be ≥ 0 and --tau, --tau-s > 0; got {lam}, {tau}, {tau_s}")
+    if teacher_data and not Path(teacher_data).is_file():
+        raise BenchError(f"--teacher-data {teacher_data} does not exist (omit it to collect teacher data)")
     suite_name = SUITES.resolve(suite).name
+    task_ids = resolve_tasks(SUITES.load(suite_name)(suite_name), parse_tasks(tasks))
     steering = SaliencyProbe()  # full compute that also reports layer-15 saliency for the teacher data
     the_policy = POLICIES.load(POLICIES.resolve(policy).name)(POLICIES.resolve(policy).name, checkpoint, steering,
                                                                   suite_name, device=resolve_device(device))
-    cfg = LACTrainConfig(suite=suite_name, tasks=parse_tasks(tasks) or [0], teacher_rollouts=teacher_rollouts,
+    cfg = LACTrainConfig(suite=suite_name, tasks=task_ids, teacher_rollouts=teacher_rollouts,
                          steps_per_rollout=steps_per_rollout, stage1_steps=stage1_steps, stage2_steps=stage2_steps,
                          lam=lam, tau=tau, tau_s=tau_s, motion=motion, stage1=stage1_steps > 0,
                          teacher_data=teacher_data, data=data or [], demos=demos)
@@ -232,15 +219,18 @@ def compare(
 def check(
     baseline: Annotated[Path, typer.Option(help="reference run directory or episodes.jsonl")],
     candidate: Annotated[Path, typer.Option(help="candidate run directory")],
-    alpha: Annotated[float, typer.Option(help="significance level of the success-drop test")] = 0.05,
-    max_flops_increase: Annotated[float | None, typer.Option(help="fail if paper prefill MACs grow more, e.g. 0.05")] = None,
-    max_latency_increase: Annotated[float | None, typer.Option(help="fail if median step latency grows more")] = None,
-    max_errors: Annotated[int, typer.Option(help="episodes allowed to end in errors")] = 0,
+    alpha: Annotated[float, typer.Option(help="significance level of the success-drop test, in (0, 1)")] = 0.05,
+    max_flops_increase: Annotated[float | None, typer.Option(min=-1, help="fail if paper prefill MACs grow more, e.g. 0.05 "
+                                                                        "(negative: require a saving)")] = None,
+    max_latency_increase: Annotated[float | None, typer.Option(min=-1, help="fail if median step latency grows more")] = None,
+    max_errors: Annotated[int, typer.Option(min=0, help="episodes allowed to end in errors")] = 0,
 ) -> None:
-    """Regression gate: exit 1 on a significant success drop or a metric regression, 0 otherwise."""
+    """Regression gate: exit 1 on a significant success drop or a metric regression, 0 otherwise (2: bad input)."""
     from bench.compare import check as run_check
     from bench.compare import load_run
 
+    if not 0 < alpha < 1:
+        raise BenchError(f"--alpha is a significance level in (0, 1); got {alpha}")
     verdict = run_check(load_run(baseline), load_run(candidate), alpha, max_flops_increase, max_latency_increase,
                         max_errors)
     for line in verdict.reasons:
@@ -252,27 +242,52 @@ def check(
         raise typer.Exit(1)
 
 
+def _cli_exception_types() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """(usage errors, exits, aborts) of click and of the click that typer ≥ 0.22 bundles (``typer._click``)."""
+    import click
+
+    usage: list[type] = [click.exceptions.ClickException]
+    exits: list[type] = [click.exceptions.Exit]
+    aborts: list[type] = [click.exceptions.Abort]
+    if hasattr(typer, "TyperException"):  # the bundled click's ClickException derives from it
+        usage.append(typer.TyperException)
+    exits.append(typer.Exit)
+    aborts.append(typer.Abort)
+    return tuple(usage), tuple(exits), tuple(aborts)
+
+
+INTERRUPTED = "interrupted: finished episodes are saved; rerun the same command to resume."
+
+
 def main() -> None:
+    """Exit codes: 0 ok, 1 a regression found by ``bench check`` or an unexpected bug, 2 bad input (one line),
+    130 interrupted (Ctrl-C)."""
+    usage, exits, aborts = _cli_exception_types()
     try:
         code = app(standalone_mode=False)  # returns typer.Exit's code instead of raising it
+        if code == 130:  # typer turns a KeyboardInterrupt outside a run loop into Exit(130)
+            console.print(INTERRUPTED)
         if isinstance(code, int) and code:
             sys.exit(code)
     except BenchError as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        console.print("interrupted: finished episodes are saved; rerun the same command to resume.")
+        console.print(INTERRUPTED)
         sys.exit(130)
-    except Exception as exc:  # a click usage error or a bug: one line unless BENCH_DEBUG is set
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
+    except exits as exc:
+        sys.exit(exc.exit_code)
+    except OSError as exc:  # a path the user gave that cannot be created or read (a file where a folder goes, …)
+        where = f": {exc.filename}" if exc.filename else ""
+        console.print(f"[red]error:[/] {exc.strerror or exc}{where}", highlight=False)
+        sys.exit(2)
+    except usage as exc:
+        exc.show()
+        sys.exit(getattr(exc, "exit_code", 2) or 2)
+    except aborts:
+        console.print(INTERRUPTED)
+        sys.exit(130)
+    except Exception as exc:  # a bug: one line unless BENCH_DEBUG is set
         if os.environ.get("BENCH_DEBUG"):
             raise
         console.print(f"[red]error:[/] {type(exc).__name__}: {exc} (set BENCH_DEBUG=1 for the traceback)", highlight=False)

@@ -7,9 +7,10 @@ from typing import Annotated
 
 import typer
 
+from bench.cli_common import console, parse_tasks, typer_app
 from bench.errors import BenchError
 
-demos_app = typer.Typer(help="Scripted LIBERO expert: success sweeps and demonstration files.", no_args_is_help=True)
+demos_app = typer_app("Scripted LIBERO expert: success sweeps and demonstration files.")
 EXPERT_SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")
 SuiteOption = Annotated[str, typer.Option(help="LIBERO suite")]
 TasksOption = Annotated[str, typer.Option(help="'all' or task ids, e.g. 0,3")]
@@ -32,9 +33,12 @@ def expert_command(
     out: Annotated[Path, typer.Option(help="folder for <suite>.jsonl and <suite>.csv")] = Path("results/expert"),
 ) -> None:
     """Measure the expert's success on the official init states (no rendering; resumable)."""
-    from bench.cli import console, parse_tasks
     from bench.demos.sweep import sweep
+    from bench.run_command import resolve_tasks, validate_episodes
+    from envs.libero import LiberoSuite
 
+    the_suite = LiberoSuite(_suite(suite))
+    validate_episodes(the_suite, resolve_tasks(the_suite, parse_tasks(tasks)), init_states)
     table = sweep(_suite(suite), parse_tasks(tasks), init_states, out,
                   progress=lambda m: console.print(m, highlight=False))
     name = _suite(suite)
@@ -55,7 +59,6 @@ def generate_command(
     wrist: Annotated[bool, typer.Option(help="also render obs/eye_in_hand_rgb (about 2× slower)")] = False,
 ) -> None:
     """Write successful expert demos from fresh placements (never the official init states); resumable."""
-    from bench.cli import console, parse_tasks
     from bench.demos.generate import generate
 
     counts = generate(_suite(suite), parse_tasks(tasks), per_task, out, noise=noise, wrist=wrist,

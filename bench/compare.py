@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError
+from bench.errors import BenchError, reading
 from bench.stats import PairedComparison, paired_compare, wilson_interval
-from bench.store import EPISODES, MANIFEST, latest_by_key, read_episodes
+from bench.store import EPISODES, MANIFEST, latest_by_key, read_episodes, read_manifest
 
 # Spec fields two runs may differ in and still be paired episode by episode: what is being compared (the method
 # and its parameters, the device and dtype it ran on) and which episodes each holds (pairing uses shared keys).
@@ -41,10 +40,8 @@ def load_run(path: Path) -> RunEpisodes:
         raise BenchError(f"{path} is neither a run directory nor an {EPISODES} file")
     if not (run_dir / MANIFEST).exists():
         raise BenchError(f"{run_dir} has no {MANIFEST}: without its spec the run cannot be checked for comparability")
-    try:
-        spec = json.loads((run_dir / MANIFEST).read_text())["spec"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BenchError(f"{run_dir / MANIFEST} is not a run manifest: {exc!r}") from None
+    with reading(run_dir / MANIFEST, "run manifest"):
+        spec = dict(read_manifest(run_dir)["spec"])
     return RunEpisodes(str(path), latest_by_key(read_episodes(run_dir)), spec)
 
 

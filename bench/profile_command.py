@@ -80,6 +80,8 @@ def profile_command(*, methods: str, policy: str, checkpoint: str | None, random
         METHODS.resolve(n)
     POLICIES.resolve(policy)
     device = resolve_device(device)
+    if record and trace is not None:
+        raise BenchError("give either --trace (replay a recorded trace) or --record N (record a new one), not both")
     if record:
         trace = record_trace(suite, task, record, out / TRACE_FILE)
         console.print(f"recorded {record} frames of {suite} task {task} → {trace}")

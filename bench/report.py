@@ -8,7 +8,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from bench.errors import BenchError
+from bench.errors import BenchError, reading
 from bench.stats import wilson_interval
 from bench.store import MANIFEST, latest_by_key, read_episodes, read_manifest
 
@@ -26,7 +26,11 @@ def find_runs(paths: list[Path]) -> list[Path]:
 
 def summarize_run(run_dir: Path) -> dict:
     manifest = read_manifest(run_dir)
-    spec = manifest["spec"]
+    with reading(run_dir, "run directory (manifest.json with a spec, episodes.jsonl records)"):
+        return _summary(manifest, manifest["spec"], run_dir)
+
+
+def _summary(manifest: dict, spec: dict, run_dir: Path) -> dict:
     planned = {f"{t}:{i}" for t in spec["tasks"] for i in range(spec["episodes_per_task"])}
     records = [r for k, r in latest_by_key(read_episodes(run_dir)).items() if k in planned]
     ok = [r for r in records if r["status"] == "ok"]

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.interrupt import raise_if_interrupted
 from bench.policy import Policy
 from envs.suite import Task
 
@@ -66,9 +67,11 @@ def rollout(
         obs = task.reset(init_index)
         policy.reset(task.instruction, episode_seed)
         for _ in range(wait_steps):
+            raise_if_interrupted()
             obs, _ = task.step(np.asarray(wait_action))
         loop_start = time.perf_counter()
         while steps < max_steps and not done:
+            raise_if_interrupted()
             if on_frame is not None:
                 on_frame(obs["agentview_image"])
             t = time.perf_counter()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import torch
 from bench.policy import Policy
 from bench.rollout import rollout
 from bench.spec import RunSpec, episode_key
-from bench.store import RunStore, latest_by_key, materialize_steps, read_episodes, run_dir_for
+from bench.store import RunStore, latest_by_key, materialize_steps, read_episodes
 from envs.suite import Suite
 
 
@@ -77,7 +78,7 @@ def execute(
     spec: RunSpec,
     suite: Suite,
     policy: Policy,
-    out_root: Path,
+    store: RunStore,
     manifest: dict[str, Any],
     environment: dict[str, Any],
     *,
@@ -85,27 +86,34 @@ def execute(
     retry_errors: bool = False,
     progress: Any = None,
 ) -> RunResult:
-    store = RunStore(run_dir_for(out_root, spec))
-    try:
-        store.write_manifest_once(manifest)
-        store.log_invocation(environment)
-        todo = pending(spec, store, retry_errors, progress)
-        ran = 0
+    """Run the store's pending episodes in this process (the caller holds the store, and so its lock)."""
+    store.write_manifest_once(manifest)
+    store.log_invocation(environment)
+    todo = pending(spec, store, retry_errors, progress)
+    ran = 0
+    with keep_steps_on_interrupt(store):
         for task_id in dict.fromkeys(t for t, _ in todo):
             task = suite.task(task_id)
             try:
                 for _, init_index in (k for k in todo if k[0] == task_id):
                     record, steps = run_episode(spec, suite, task, init_index, policy, store.dir if video else None)
-                    store.append_steps(record["key"], steps)
-                    store.append(record)
+                    store.append_episode(record, steps)
                     ran += 1
                     if progress is not None:
                         progress.advance(record)
             finally:
                 task.close()
-        return finish(spec, store, ran)
-    finally:
-        store.close()
+    return finish(spec, store, ran)
+
+
+@contextmanager
+def keep_steps_on_interrupt(store: RunStore) -> Iterator[None]:
+    """On Ctrl-C, still write steps.parquet for the episodes already recorded, then let the interrupt go on."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        materialize_steps(store.dir)
+        raise
 
 
 class _video:

@@ -16,7 +16,7 @@ from bench.manifest import environment
 from bench.policies import load_openvla_policy
 from bench.runner import execute
 from bench.spec import RunSpec
-from bench.store import read_episodes, run_dir_for
+from bench.store import RunStore, read_episodes, run_dir_for
 from envs.libero import LiberoSuite
 from methods.baseline import Baseline
 
@@ -31,7 +31,9 @@ def main() -> None:
     spec = RunSpec("libero_object", (0,), args.episodes, args.max_steps, "tiny-openvla", policy.fingerprint(), "baseline")
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        execute(spec, suite, policy, Path(out), {"spec": spec.to_dict()}, environment())
+        store = RunStore(run_dir_for(Path(out), spec))
+        execute(spec, suite, policy, store, {"spec": spec.to_dict()}, environment())
+        store.close()
         run_wall = time.perf_counter() - t0
         recs = read_episodes(run_dir_for(Path(out), spec))
     steps = sum(r["steps"] for r in recs)

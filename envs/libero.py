@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from bench.errors import BenchError
+from bench.interrupt import raise_if_interrupted
 from envs.suite import EvalProtocol
 
 MAX_STEPS = {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520, "libero_90": 400}
@@ -81,7 +82,7 @@ class LiberoTask:
 
     def _reset_once(self) -> None:
         np.random.set_state(self._rng_after_reset)
-        self._env.reset()
+        _reset_retrying(self._env)
         self._resets_done += 1
         self._rng_after_reset = np.random.get_state()
 
@@ -104,7 +105,7 @@ class LiberoTask:
         if self._env is None:
             self._new_env()
         np.random.seed(seed)
-        obs = self._env.reset()
+        obs = _reset_retrying(self._env)
         self._resets_done = 10**9  # the official reset chain must be replayed from scratch afterwards
         return obs
 
@@ -121,6 +122,19 @@ class LiberoTask:
         if self._env is not None:
             self._env.close()
             self._env = None
+
+
+def _reset_retrying(env: Any) -> dict[str, np.ndarray]:
+    """``ControlEnv.reset`` without its ``finally: continue``: retry on RandomizationError only (as it does,
+    consuming the same RNG draws), so Ctrl-C and real errors propagate instead of looping forever."""
+    from robosuite.utils.errors import RandomizationError
+
+    while True:
+        raise_if_interrupted()
+        try:
+            return env.env.reset()
+        except RandomizationError:
+            continue
 
 
 def instruction_words() -> list[str]:
@@ -152,6 +166,9 @@ class LiberoSuite:
 
     def task_ids(self) -> list[int]:
         return list(range(self._benchmark.n_tasks))
+
+    def n_init_states(self, task_id: int) -> int:
+        return len(self._benchmark.get_task_init_states(task_id))
 
     def task(self, task_id: int, cameras: tuple[str, ...] = (CAMERA,), hard_reset: bool = True) -> LiberoTask:
         if task_id not in self.task_ids():

@@ -45,6 +45,33 @@ def test_kill_mid_run_then_resume(tmp_path):
     assert len(invocations) == 3  # every (re)start records its environment
 
 
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_ctrl_c_stops_promptly_keeps_records_and_resumes(tmp_path, executor):
+    """A real SIGINT (to the process group, as a terminal's Ctrl-C) right after the first episode is recorded,
+    i.e. while LIBERO resets for the next one, whose retry loop used to swallow it."""
+    args = [*ARGS, "--episodes-per-task", "3", "--executor", executor, "--workers", "1", "--out", str(tmp_path)]
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not any(p.stat().st_size for p in tmp_path.rglob("episodes.jsonl")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    sent = time.time()
+    out, _ = proc.communicate(timeout=60)
+    stopped_after = time.time() - sent
+    assert proc.returncode == 130, out
+    assert stopped_after < 15, f"took {stopped_after:.1f} s to stop"
+    assert "interrupted: 1/3 episodes of this run are saved" in out and "rerun the same command" in out
+    assert "Traceback" not in out
+    (parquet,) = tmp_path.rglob("steps.parquet")
+    import pandas as pd
+
+    steps = pd.read_parquet(parquet)
+    assert set(steps.key) == {"0:0"} and len(steps) == 20
+    r = run_bench(*args)
+    assert r.returncode == 0 and "ran 2 episode(s)" in r.stdout, r.stdout + r.stderr
+
+
 def test_same_spec_same_records(tmp_path):
     """Greedy policy + protocol seeding: a rerun in a fresh directory reproduces actions exactly."""
     args = ["run", "--suite", "libero_object", "--tasks", "2", "--episodes-per-task", "1", "--max-steps", "8"]

@@ -24,6 +24,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from bench.demos.rollout import ExpertEpisode
+from bench.errors import reading
 
 CAMERA_KEYS = {"agentview": "agentview_rgb", "robot0_eye_in_hand": "eye_in_hand_rgb"}
 
@@ -87,7 +88,7 @@ def append_demo(f: h5py.File, ep: ExpertEpisode, seed: int, noise: float) -> Non
 
 def load_demos(path: str | Path) -> Iterator[Demo]:
     """Every demo in a LIBERO-layout file (ours or the official datasets)."""
-    with h5py.File(path, "r") as f:
+    with reading(path, "LIBERO-layout demo file"), h5py.File(path, "r") as f:
         instruction = json.loads(f["data"].attrs["problem_info"])["language_instruction"]
         if isinstance(instruction, list):  # some official files store a list of words
             instruction = " ".join(instruction)

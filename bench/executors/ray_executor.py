@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.runner import RunResult, finish, pending
+from bench.interrupt import raise_if_interrupted
+from bench.runner import RunResult, finish, keep_steps_on_interrupt, pending
 from bench.spec import RunSpec, episode_key
-from bench.store import RunStore, run_dir_for
+from bench.store import RunStore
 
 
 @dataclass(frozen=True)
@@ -77,16 +78,16 @@ def plan_blocks(todo: list[tuple[int, int]], workers: int) -> deque[deque[tuple[
     return blocks
 
 
-def execute_ray(spec: RunSpec, recipe: Any, out_root: Path, manifest: dict[str, Any], environment: dict[str, Any],
+def execute_ray(spec: RunSpec, recipe: Any, store: RunStore, manifest: dict[str, Any], environment: dict[str, Any],
                 options: RayOptions, *, video: bool = False, retry_errors: bool = False,
                 progress: Any = None) -> RunResult:
+    """Run the store's pending episodes on Ray actors (the caller holds the store, and so its lock)."""
     try:
         import ray
         from ray.exceptions import RayError
     except ImportError:
         raise BenchError("--executor ray needs Ray: pip install 'vla-accel-bench[ray]'") from None
 
-    store = RunStore(run_dir_for(out_root, spec))
     started_ray = False
     try:
         todo = pending(spec, store, retry_errors, progress)
@@ -123,40 +124,43 @@ def execute_ray(spec: RunSpec, recipe: Any, out_root: Path, manifest: dict[str, 
 
         for i in range(n_workers):
             dispatch(i)
+
         def probe(i: int) -> None:
             in_flight[actors[i].pid.remote()] = (i, None)
 
-        while in_flight:
-            ready, _ = ray.wait(list(in_flight), num_returns=1)
-            i, key = in_flight.pop(ready[0])
-            try:
-                result = ray.get(ready[0])
-            except RayError as exc:
-                if key is None:  # still restarting: ask again shortly
-                    time.sleep(0.5)
+        with keep_steps_on_interrupt(store):
+            while in_flight:
+                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5)
+                raise_if_interrupted()
+                if not ready:
+                    continue
+                i, key = in_flight.pop(ready[0])
+                try:
+                    result = ray.get(ready[0])
+                except RayError as exc:
+                    if key is None:  # still restarting: ask again shortly
+                        time.sleep(0.5)
+                        probe(i)
+                        continue
+                    retries[key] = retries.get(key, 0) + 1
+                    if retries[key] <= options.max_retries:
+                        blocks.appendleft(deque([key, *queues[i]]))  # retry it (and the rest of its block) next
+                        queues[i] = deque()
+                        probe(i)  # Ray restarts the actor; it takes work again once it answers
+                        continue
+                    result = (_worker_died(key, retries[key], exc), [])
                     probe(i)
+                if key is None:
+                    dispatch(i)
                     continue
-                retries[key] = retries.get(key, 0) + 1
-                if retries[key] <= options.max_retries:
-                    blocks.appendleft(deque([key, *queues[i]]))  # retry it (and the rest of its block) next
-                    queues[i] = deque()
-                    probe(i)  # Ray restarts the actor; it takes work again once it answers
-                    continue
-                result = (_worker_died(key, retries[key], exc), [])
-                probe(i)
-            if key is None:
+                record, steps = result
+                store.append_episode(record, steps)
+                ran += 1
+                if progress is not None:
+                    progress.advance(record)
                 dispatch(i)
-                continue
-            record, steps = result
-            store.append_steps(record["key"], steps)
-            store.append(record)
-            ran += 1
-            if progress is not None:
-                progress.advance(record)
-            dispatch(i)
         return finish(spec, store, ran)
     finally:
-        store.close()
         if started_ray:
             ray.shutdown()
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.errors import BenchError
+from bench.errors import BenchError, reading
 
 TRACE_FILE = "trace.npz"
 
@@ -44,5 +44,6 @@ def load_trace(path: Path) -> tuple[np.ndarray, str, str]:
         path = path / TRACE_FILE
     if not path.exists():
         raise BenchError(f"no frame trace at {path} (record one with `bench profile --record N`)")
-    data = np.load(path)
-    return data["frames"], str(data["instruction"]), str(data["suite"])
+    with reading(path, "frame trace (.npz with frames, instruction, suite)"):
+        data = np.load(path)
+        return data["frames"], str(data["instruction"]), str(data["suite"])

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.demos.hdf5 import demo_files, load_demos
-from bench.errors import BenchError
+from bench.errors import BenchError, reading
 from bench.models.tokenizer import openvla_prompt
 from bench.train.bc_forward import action_tokens
 from envs.preprocessing import CROP_AREA, jpeg_round_trip, resize_lanczos3, rotate_180
@@ -32,7 +32,7 @@ def env_to_model_gripper(a: np.ndarray) -> np.ndarray:
 
 
 def suite_of(path: Path) -> str:
-    with h5py.File(path, "r") as f:
+    with reading(path, "LIBERO-layout demo file"), h5py.File(path, "r") as f:
         args = json.loads(f["data"].attrs.get("env_args", "{}"))
     return args.get("suite") or path.parent.name
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.errors import BenchError
+from bench.errors import BenchError, reading
 from bench.models.steering import PrefillState, Steering
 from methods.vla_cache import ATTN_LAYER, text_to_vision
 
@@ -27,6 +27,11 @@ class SaliencyProbe(Steering):
             self.saliency = (s - s.min()) / (s.max() - s.min() + 1e-8)
 
 
+def load_npz(path: Path) -> dict:
+    with reading(path, "LAC training-data .npz"):
+        return dict(np.load(path, allow_pickle=False))
+
+
 def collect(policy: Any, suite_name: str, tasks: list[int], episodes: int, steps: int, path: Path, log=print) -> dict:
     """Roll the policy out (full compute) on ``episodes`` init states spread over ``tasks``; cache to ``path``.
 
@@ -34,7 +39,7 @@ def collect(policy: Any, suite_name: str, tasks: list[int], episodes: int, steps
     teacher tokens and the saliency (statistics are computed beside SDPA, so actions equal the baseline's).
     """
     if path.exists():
-        return dict(np.load(path, allow_pickle=False))
+        return load_npz(path)
     from envs.libero import LiberoSuite
 
     probe = _probe(policy)
@@ -67,7 +72,7 @@ def collect_demos(policy: Any, roots: list[str], n_demos: int, steps: int, path:
     """Demo mode: a seeded window of ``steps`` consecutive frames from each of ``n_demos`` demos (round robin
     over the demo files); saliency from one full-compute forward per frame, targets from the demo actions."""
     if path.exists():
-        return dict(np.load(path, allow_pickle=False))
+        return load_npz(path)
     from bench.demos.hdf5 import demo_files, load_demos
     from bench.train.bc_data import env_to_model_gripper, normalize
     from bench.train.bc_forward import action_tokens
