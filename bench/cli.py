@@ -242,6 +242,41 @@ def check(
         raise typer.Exit(1)
 
 
+@app.command()
+def fidelity(
+    reference: Annotated[Path, typer.Option(help="reference folder (trace.npz + fidelity.json)")] = Path("results/reference/fidelity"),
+    methods: Annotated[str, typer.Option(help="'all' (the reference's methods) or names, e.g. baseline,lac")] = "all",
+    update: Annotated[bool, typer.Option(help="record the reference afresh instead of checking against it")] = False,
+    trace: Annotated[Path | None, typer.Option(help="with --update: frame trace to record on (default: the folder's)")] = None,
+    policy: Annotated[str, typer.Option(help="with --update: policy name")] = "tiny-openvla",
+    checkpoint: Annotated[str | None, typer.Option(help="HF-format checkpoint directory (default: the reference's)")] = None,
+    max_token_mismatch: Annotated[float, typer.Option(min=0, max=1, help="fraction of a method's tokens allowed to change")] = 0.0,
+    action_atol: Annotated[float, typer.Option(min=0, help="allowed |Δ action| on steps whose tokens agree")] = 1e-5,
+) -> None:
+    """Fidelity gate: each method's greedy tokens and actions on a committed trace vs the reference (exit 1 on change)."""
+    from bench.fidelity import Tolerance, check_reference, record_reference
+
+    if update:
+        path = record_reference(reference, POLICIES.resolve(policy).name, checkpoint, methods, trace or reference)
+        console.print(f"recorded {path}")
+        return
+    tol = Tolerance(max_token_mismatch, action_atol)
+    results = check_reference(reference, tol, methods, checkpoint)
+    table = Table("method", "tokens changed", "steps changed", "max |Δ action| (agreeing steps)",
+                  "agreement with baseline", "verdict")
+    for r in results:
+        agree = "—" if r.agreement_with_baseline is None else f"{r.agreement_with_baseline:.1%}"
+        table.add_row(r.method, f"{r.token_mismatches}/{r.tokens}", str(r.steps_changed), f"{r.max_action_diff:.2e}",
+                      agree, "[red]CHANGED[/]" if r.failed(tol) else "[green]same[/]")
+    console.print(table)
+    failed = [r.method for r in results if r.failed(tol)]
+    console.print(f"[red]fidelity regression[/]: {', '.join(failed)} (tolerance: {tol.max_token_mismatch:.1%} of "
+                  f"tokens, |Δ action| ≤ {tol.action_atol:g})" if failed else
+                  f"[green]fidelity ok[/]: {len(results)} methods reproduce the reference")
+    if failed:
+        raise typer.Exit(1)
+
+
 def _cli_exception_types() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
     """(usage errors, exits, aborts) of click and of the click that typer ≥ 0.22 bundles (``typer._click``)."""
     import click
