@@ -82,7 +82,7 @@ for _name, _steps in {"libero_spatial": 220, "libero_object": 280, "libero_goal"
 POLICIES.add(
     "tiny-openvla",
     "bench.policies:load_openvla_policy",
-    "embedded tiny OpenVLA-architecture policy shipped in the repo (CPU, seconds per episode)",
+    "embedded tiny OpenVLA-architecture policy, behaviour-cloned on libero_object (card: bench/assets/tiny-openvla)",
     aliases=("tiny",),
 )
 POLICIES.add(

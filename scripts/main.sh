@@ -7,8 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 export PATH="$PWD/.venv/bin:$PATH"
+# Tasks 4 and 7, init states 0–1: the episodes where the embedded policy's successes lie (its card), so that
+# a method that costs success shows it. Two Ray workers, one per core.
 for method in baseline fastv sparsevlm vla-cache lac; do
-  bench run --method "$method" --suite libero_object --tasks 0 --episodes-per-task 2
+  bench run --method "$method" --suite libero_object --tasks 4,7 --episodes-per-task 2 --executor ray --workers 2
 done
 bench profile --record 20 --method baseline,fastv,sparsevlm,vla-cache,lac --out reports/profile
 bench report results/runs --out reports --paper lac
