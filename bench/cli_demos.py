@@ -37,11 +37,10 @@ def expert_command(
     from bench.run_command import resolve_tasks, validate_episodes
     from envs.libero import LiberoSuite
 
-    the_suite = LiberoSuite(_suite(suite))
-    validate_episodes(the_suite, resolve_tasks(the_suite, parse_tasks(tasks)), init_states)
-    table = sweep(_suite(suite), parse_tasks(tasks), init_states, out,
-                  progress=lambda m: console.print(m, highlight=False))
-    name = _suite(suite)
+    name, task_ids = _suite(suite), parse_tasks(tasks)
+    the_suite = LiberoSuite(name)
+    validate_episodes(the_suite, resolve_tasks(the_suite, task_ids), init_states)
+    table = sweep(name, task_ids, init_states, out, progress=lambda m: console.print(m, highlight=False))
     table.to_csv(out / f"{name}.csv", index=False)
     (out / f"{name}.md").write_text(f"# Scripted expert on {name} (official init states)\n\n"
                                     + table.to_markdown(index=False, floatfmt=".3f") + "\n")

@@ -7,14 +7,15 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from safetensors.torch import save_file
 
-from bench.errors import BenchError
+from bench.errors import BenchError, reading
 from bench.models.config import OpenVLAConfig
 from bench.models.openvla import OpenVLA
 from bench.models.tokenizer import PromptTokenizer
 
+SAFETENSORS = "safetensors file (truncated or corrupt?)"  # what `reading` calls a weight file in its errors
 # Tensors real checkpoints carry that the forward never uses (SigLIP's pooling head); kept for round trips.
 UNUSED_PREFIXES = ("vision_backbone.featurizer.attn_pool.", "vision_backbone.fused_featurizer.attn_pool.",
                    "vision_backbone.featurizer.head.", "vision_backbone.fused_featurizer.head.")
@@ -57,15 +58,12 @@ def checkpoint_files(path: Path | str) -> list[Path]:
 def _check_safetensors_size(file: Path) -> None:
     """Cheap truncation check from the header alone (8-byte length, JSON, data offsets), before any load."""
     size = file.stat().st_size
-    try:
-        with open(file, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            if size < 8 or n > size - 8:
-                raise ValueError(f"header of {n} bytes in a {size}-byte file")
-            header = json.loads(f.read(n))
+    with reading(file, SAFETENSORS), open(file, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        if size < 8 or n > size - 8:
+            raise ValueError(f"header of {n} bytes in a {size}-byte file")
+        header = json.loads(f.read(n))
         end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
-        raise BenchError(f"{file} is not a readable safetensors file (truncated or corrupt?): {exc}") from None
     if 8 + n + end != size:
         raise BenchError(f"{file} is truncated or corrupt: its header describes {8 + n + end} bytes, "
                          f"the file has {size}")
@@ -73,11 +71,8 @@ def _check_safetensors_size(file: Path) -> None:
 
 def _read_tensors(file: Path) -> dict[str, torch.Tensor]:
     """Every tensor of one safetensors file; a truncated or corrupt file is named in a BenchError."""
-    try:
-        with safe_open(str(file), framework="pt", device="cpu") as f:
-            return {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 - safe_open is not a mapping
-    except (SafetensorError, OSError) as exc:
-        raise BenchError(f"{file} is not a readable safetensors file (truncated or corrupt?): {exc}") from None
+    with reading(file, SAFETENSORS), safe_open(str(file), framework="pt", device="cpu") as f:
+        return {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 - safe_open is not a mapping
 
 
 def read_config(path: Path) -> OpenVLAConfig:

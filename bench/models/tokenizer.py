@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from bench.errors import BenchError
+from bench.errors import reading
 
 SPECIALS = ("<unk>", "<s>", "</s>", "▁")  # ids 0..3: unk, BOS, EOS, the "empty" token predict_action appends
 
@@ -25,10 +25,8 @@ class PromptTokenizer:
     @classmethod
     def from_dir(cls, path: Path, bos_id: int) -> PromptTokenizer:
         file = Path(path) / "tokenizer.json"
-        try:
+        with reading(file, "HF tokenizer file"):  # tokenizers raises a bare Exception for bad files
             return cls(Tokenizer.from_file(str(file)), bos_id)
-        except Exception as exc:  # tokenizers raises a bare Exception for missing and malformed files
-            raise BenchError(f"{file} is not a readable HF tokenizer file: {exc}") from None
 
     def encode(self, text: str) -> list[int]:
         ids = self.tokenizer.encode(text).ids
