@@ -132,24 +132,37 @@ app.add_typer(demos_app, name="demos")
 
 @train_app.command("policy")
 def train_policy_command(
-    data: Annotated[list[str], typer.Option(help="demo .hdf5 file or folder (repeatable), LIBERO layout")],
+    data: Annotated[list[str], typer.Option(help="a pack folder (bench demos pack) or LIBERO-layout .hdf5 demos (repeatable)")],
     preset: Annotated[str, typer.Option(help="model preset to train from scratch")] = "tiny",
-    steps: Annotated[int, typer.Option(min=1, help="optimizer steps")] = 2000,
+    init: Annotated[str | None, typer.Option(help="fine-tune this checkpoint instead (keeps its tokenizer and norm stats)")] = None,
+    steps: Annotated[int, typer.Option(min=0, help="optimizer steps (the schedule); 0: size it from --budget-s")] = 2000,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
-    lr: Annotated[float, typer.Option(help="peak learning rate (AdamW, warm-up then cosine to 10 %)")] = 3e-4,
+    lr: Annotated[float, typer.Option(help="peak learning rate (AdamW, warm-up then cosine)")] = 3e-4,
+    warmup: Annotated[int, typer.Option(min=1, help="linear warm-up steps")] = 100,
+    min_lr_frac: Annotated[float, typer.Option(min=0, max=1, help="the cosine ends at this share of --lr")] = 0.1,
+    augment: Annotated[str, typer.Option(help="none | crop | crop+color (OpenVLA's crop and colour jitter)")] = "crop",
+    holdout: Annotated[int, typer.Option(min=0, help="demos per instruction held out for per-dimension metrics")] = 1,
     seed: Annotated[int, typer.Option()] = 0,
-    save_every: Annotated[int, typer.Option(min=1, help="steps between resumable train_state.pt saves")] = 100,
-    out: Annotated[Path, typer.Option(help="output folder (checkpoint/, loss.csv, loss_curve.png)")] = Path("results/train/policy"),
+    save_every: Annotated[int, typer.Option(min=1, help="steps between saves of train_state.pt and checkpoint/")] = 100,
+    eval_every: Annotated[int, typer.Option(min=1, help="steps between held-out evaluations")] = 500,
+    log_every: Annotated[int, typer.Option(min=1, help="steps between loss.csv rows (each reads the loss off the device)")] = 1,
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
+    bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bf16 autocast [default: on for CUDA]")] = None,
+    compile: Annotated[bool, typer.Option(help="torch.compile the training forward")] = False,
+    budget_s: Annotated[float | None, typer.Option(min=1, help="wall-clock budget in seconds: stop (saved) when it is spent")] = None,
+    out: Annotated[Path, typer.Option(help="output folder (checkpoint/, loss.csv, heldout.csv, training.json)")] = Path("results/train/policy"),
 ) -> None:
-    """Behaviour cloning on LIBERO-layout demos (action-token CE); resumable; writes an HF-format checkpoint."""
+    """Behaviour cloning (action-token CE) on CPU or CUDA; resumable; writes an HF-format checkpoint."""
     from bench.train.policy import BCConfig, train_policy
 
-    if preset != "tiny":
-        raise BenchError(f"only the 'tiny' preset is trainable on this harness's CPU path; got {preset!r}")
+    if preset != "tiny" and init is None:
+        raise BenchError(f"only the 'tiny' preset is trainable from scratch here; got {preset!r}")
     if not lr > 0:
         raise BenchError(f"--lr must be positive; got {lr}")
-    cfg = BCConfig(data=data, preset=preset, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                   save_every=save_every)
+    cfg = BCConfig(data=data, preset=preset, init=init, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup,
+                   min_lr_frac=min_lr_frac, augment=augment, holdout=holdout, seed=seed, save_every=save_every,
+                   eval_every=eval_every, log_every=log_every, device=device, bf16=bf16, compile=compile,
+                   budget_s=budget_s)
     final = train_policy(cfg, out, log=lambda m: console.print(m, highlight=False))
     console.print(f"wrote {final} (use it with --checkpoint {final}), {out / 'loss_curve.png'}")
 

@@ -10,7 +10,7 @@ import typer
 from bench.cli_common import console, parse_tasks, typer_app
 from bench.errors import BenchError
 
-demos_app = typer_app("Scripted LIBERO expert: success sweeps and demonstration files.")
+demos_app = typer_app("Scripted LIBERO expert: success sweeps, demonstration files and training packs.")
 EXPERT_SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")
 SuiteOption = Annotated[str, typer.Option(help="LIBERO suite")]
 TasksOption = Annotated[str, typer.Option(help="'all' or task ids, e.g. 0,3")]
@@ -65,3 +65,25 @@ def generate_command(
     kept = sum(n for n, _ in counts.values())
     failed = sum(f for _, f in counts.values())
     console.print(f"kept {kept} successful demos ({failed} failed attempts discarded) under {out / _suite(suite)}")
+
+
+@demos_app.command("pack")
+def pack_command(
+    data: Annotated[list[Path], typer.Option(help="LIBERO-layout .hdf5 demo file or folder (repeatable)")],
+    out: Annotated[Path, typer.Option(help="pack folder (frames.mp4, labels.npz, pack.json, tokenizer.json)")],
+    crf: Annotated[int, typer.Option(min=0, max=51, help="H.264 quality (lower: larger and closer to the frames)")] = 23,
+) -> None:
+    """Pack demos into a compact training set: frames after the evaluation image chain as H.264, actions, prompts."""
+    from bench.models.presets import preset
+    from bench.models.tokenizer import build_word_tokenizer
+    from bench.train.bc_data import read_demo_frames
+    from bench.train.pack import write_pack
+    from envs.libero import instruction_words
+
+    frames = read_demo_frames([str(d) for d in data], log=lambda m: console.print(m, highlight=False))
+    cfg = preset("tiny")
+    meta = write_pack(frames, out, build_word_tokenizer(instruction_words(), cfg.n_text_vocab, cfg.n_action_bins), crf=crf)
+    c, mb = meta["codec"], sum(meta["bytes"].values()) / 2**20
+    console.print(f"wrote {out}: {meta['frames']} frames of {len(meta['demos'])} demos ({', '.join(meta['suites'])}), "
+                  f"{mb:.1f} MiB ({mb / len(meta['demos']):.3f} MiB per demo); H.264 crf {crf}: mean |error| "
+                  f"{c['mean_abs_error']:.2f} levels, p99 {c['p99_abs_error']:.0f}, max {c['max_abs_error']}")

@@ -17,14 +17,14 @@ import torch.nn.functional as F
 from bench.models.checkpoint import load_openvla
 from bench.models.openvla import ACTION_DIM, normalize_pixels
 from bench.train.bc_data import build_dataset
-from bench.train.bc_forward import action_logits
+from bench.train.bc_forward import PromptTable, action_logits
 from envs.preprocessing import center_crop
 
 DIMS = ("x", "y", "z", "roll", "pitch", "yaw", "gripper")
 
 
-def batched_logits(model, pixels, prompts, tokens, batch: int = 32) -> torch.Tensor:
-    return torch.cat([action_logits(model, pixels[s: s + batch], prompts[s: s + batch], tokens[s: s + batch])
+def batched_logits(model, pixels, table, prompt_index, tokens, batch: int = 32) -> torch.Tensor:
+    return torch.cat([action_logits(model, pixels[s: s + batch], table, prompt_index[s: s + batch], tokens[s: s + batch])
                       for s in range(0, len(tokens), batch)])
 
 
@@ -36,16 +36,16 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     model, tokenizer = load_openvla(args.checkpoint)
-    data = build_dataset(args.data, tokenizer, model.cfg.n_text_vocab, log=lambda _: None)
+    data = build_dataset(args.data, tokenizer, model.cfg.n_text_vocab, stats=model.cfg.norm_stats, log=lambda _: None)
     idx = torch.randint(0, len(data), (args.frames,), generator=torch.Generator().manual_seed(args.seed))
     pixels = normalize_pixels(torch.from_numpy(np.stack([center_crop(data.images[i].numpy()) for i in idx])))
-    prompts = [data.prompts[int(i)] for i in data.prompt_index[idx]]
+    table, prompt_index = PromptTable.build(model, data.prompts), data.prompt_index[idx]
     target = data.tokens[idx]
     with torch.no_grad():
-        logits = batched_logits(model, pixels, prompts, target)
+        logits = batched_logits(model, pixels, table, prompt_index, target)
         free = target.clone()
         for i in range(ACTION_DIM):  # causal: position i sees only tokens < i, so fix one token per pass
-            free[:, i] = batched_logits(model, pixels, prompts, free)[:, i].argmax(-1)
+            free[:, i] = batched_logits(model, pixels, table, prompt_index, free)[:, i].argmax(-1)
     ce = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view(-1, ACTION_DIM).mean(0)
     rows = {"CE, teacher-forced": ce, "|bin error|, teacher-forced": (logits.argmax(-1) - target).abs().float().mean(0),
             "|bin error|, free-running": (free - target).abs().float().mean(0)}

@@ -12,7 +12,6 @@ import io
 from functools import lru_cache
 
 import numpy as np
-import simplejpeg
 from PIL import Image
 
 CROP_AREA = 0.9
@@ -25,6 +24,8 @@ def rotate_180(img: np.ndarray) -> np.ndarray:
 
 def jpeg_round_trip(img: np.ndarray) -> np.ndarray:
     """TF encode_jpeg/decode_image: libjpeg ISLOW encode (PIL), and TF's default IFAST DCT on decode."""
+    import simplejpeg  # imported here: a pack's GPU trainer uses this module's crop geometry without it
+
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="JPEG", quality=JPEG_QUALITY)
     return simplejpeg.decode_jpeg(buf.getvalue(), colorspace="RGB", fastdct=True, fastupsample=False)

@@ -10,7 +10,7 @@ from bench.models.openvla import normalize_pixels
 from bench.models.tokenizer import build_word_tokenizer, openvla_prompt
 from bench.policies import gripper_to_env
 from bench.train.bc_data import env_to_model_gripper
-from bench.train.bc_forward import action_logits, action_tokens
+from bench.train.bc_forward import PromptTable, action_logits, action_tokens
 from tests.conftest import fake_demo_file
 
 WORDS = ["pick", "up", "the", "ketchup", "and", "place", "it", "in", "basket", "put", "bowl", "on", "plate"]
@@ -30,7 +30,9 @@ def test_batched_training_forward_matches_executor(tiny_model):
         greedy.append(tiny_model.predict_action_tokens(tiny_model.pixel_values(img), ids, cache))
     assert torch.equal(normalize_pixels(torch.from_numpy(images))[:1], tiny_model.pixel_values(images[0]))
     with torch.no_grad():
-        logits = action_logits(tiny_model, normalize_pixels(torch.from_numpy(images)), prompts, torch.tensor(greedy))
+        table = PromptTable.build(tiny_model, prompts)
+        logits = action_logits(tiny_model, normalize_pixels(torch.from_numpy(images)), table, torch.tensor([0, 1]),
+                               torch.tensor(greedy))
     assert logits.argmax(-1).tolist() == greedy
     # and the first action token's logits equal the executor's prefill logits
     for b, (img, ids) in enumerate(zip(images, prompts, strict=False)):

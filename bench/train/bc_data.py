@@ -1,10 +1,13 @@
-"""Behaviour-cloning data: LIBERO-layout demos → (224 px image, prompt ids, 7 action tokens) samples.
+"""Behaviour-cloning data: demos → (224 px image, prompt ids, 7 action tokens) samples.
 
-Images go through the evaluation chain up to the resize (180° rotation, JPEG round trip, lanczos3 to 224);
-the 0.9-area crop is a training-time augmentation (random position) whose centred version the policy applies
-at evaluation, as OpenVLA does. Actions: the gripper maps from robosuite (−1 open, +1 close) to OpenVLA's
-[0, 1] (1 = open), the arm dims are normalised with per-suite q01/q99 (stored as the checkpoint's
-``norm_stats``) and tokenised into 256 bins.
+Two stages, so that a pack (``bench/train/pack.py``) can sit between them:
+1. ``DemoFrames``: frames through the evaluation chain up to the resize (180° rotation, JPEG round trip,
+   lanczos3 to 224) and un-normalised actions with the gripper mapped from robosuite (−1 open, +1 close) to
+   OpenVLA's [0, 1] (1 = open). Read from LIBERO-layout HDF5 files or from a pack.
+2. ``BCDataset``: the arm dims normalised with per-suite q01/q99 (stored as the checkpoint's ``norm_stats``;
+   a fine-tune keeps its checkpoint's) and tokenised into 256 bins; prompts encoded by the model's tokenizer.
+The 0.9-area crop is a training-time augmentation (``bench/train/augment.py``) whose centred version the
+policy applies at evaluation, as OpenVLA does.
 """
 
 from __future__ import annotations
@@ -14,27 +17,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from bench.demos.hdf5 import demo_files, load_demos
 from bench.errors import BenchError, reading
 from bench.models.tokenizer import openvla_prompt
 from bench.train.bc_forward import action_tokens
-from envs.preprocessing import CROP_AREA, jpeg_round_trip, resize_lanczos3, rotate_180
 
 
 def env_to_model_gripper(a: np.ndarray) -> np.ndarray:
     """Inverse of ``policies.gripper_to_env``: robosuite −1 (open) … +1 (close) → 1 (open) … 0 (close)."""
     return (1.0 - np.clip(a, -1, 1)) / 2.0
-
-
-def suite_of(path: Path) -> str:
-    with reading(path, "LIBERO-layout demo file"), h5py.File(path, "r") as f:
-        args = json.loads(f["data"].attrs.get("env_args", "{}"))
-    return args.get("suite") or path.parent.name
 
 
 def norm_stats(actions: np.ndarray) -> dict:
@@ -47,9 +40,71 @@ def norm_stats(actions: np.ndarray) -> dict:
 
 def normalize(actions: np.ndarray, stats: dict) -> np.ndarray:
     q01, q99 = np.asarray(stats["action"]["q01"]), np.asarray(stats["action"]["q99"])
-    out = actions.copy()
-    out[:, :6] = np.clip(2 * (actions[:, :6] - q01[:6]) / np.maximum(q99[:6] - q01[:6], 1e-8) - 1, -1, 1)
+    out = actions.astype(np.float64).copy()
+    out[:, :6] = np.clip(2 * (out[:, :6] - q01[:6]) / np.maximum(q99[:6] - q01[:6], 1e-8) - 1, -1, 1)
     return out
+
+
+@dataclass
+class DemoFrames:
+    """Demos after the evaluation image chain, before tokenisation: what a pack stores."""
+
+    frames: np.ndarray  # [N, 224, 224, 3] uint8
+    actions: np.ndarray  # [N, 7] float64, arm un-normalised, gripper 1 = open … 0 = closed
+    demo_index: np.ndarray  # [N] int32: which entry of ``demos`` each frame belongs to
+    demos: list[dict]  # per demo: instruction, suite, source, frames
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def suite_stats(self) -> dict[str, dict]:
+        suites = np.array([d["suite"] for d in self.demos])[self.demo_index]
+        return {s: norm_stats(self.actions[suites == s]) for s in sorted(set(suites))}
+
+    @staticmethod
+    def concat(parts: list[DemoFrames]) -> DemoFrames:
+        offsets = np.cumsum([0] + [len(p.demos) for p in parts[:-1]])
+        return DemoFrames(np.concatenate([p.frames for p in parts]), np.concatenate([p.actions for p in parts]),
+                          np.concatenate([p.demo_index + o for p, o in zip(parts, offsets, strict=True)]).astype(np.int32),
+                          [d for p in parts for d in p.demos])
+
+
+def suite_of(path: Path) -> str:
+    import h5py
+
+    with reading(path, "LIBERO-layout demo file"), h5py.File(path, "r") as f:
+        args = json.loads(f["data"].attrs.get("env_args", "{}"))
+    return args.get("suite") or path.parent.name
+
+
+def read_hdf5_demos(root: str | Path, size: int = 224, log: Callable[[str], None] = print) -> DemoFrames:
+    """Every demo under ``root`` (a LIBERO-layout .hdf5 file or a folder of them), through the image chain."""
+    from bench.demos.hdf5 import demo_files, load_demos
+    from envs.preprocessing import jpeg_round_trip, resize_lanczos3, rotate_180
+
+    frames, actions, index, demos = [], [], [], []
+    for path in demo_files(root):
+        suite = suite_of(path)
+        for demo in load_demos(path):
+            a = demo.actions.astype(np.float64).copy()
+            a[:, 6] = env_to_model_gripper(a[:, 6])
+            frames.append(np.stack([resize_lanczos3(jpeg_round_trip(rotate_180(f)), size) for f in demo.agentview]))
+            actions.append(a)
+            index.append(np.full(len(a), len(demos), np.int32))
+            demos.append({"instruction": demo.instruction, "suite": suite, "source": demo.name, "frames": len(a)})
+        log(f"loaded {path.name}")
+    if not demos:
+        raise BenchError(f"no .hdf5 demo files under {root}")
+    return DemoFrames(np.concatenate(frames), np.concatenate(actions), np.concatenate(index), demos)
+
+
+def read_demo_frames(roots: list[str], log: Callable[[str], None] = print) -> DemoFrames:
+    """Each root is a pack folder (``pack.json``) or LIBERO-layout HDF5 demos."""
+    from bench.train.pack import is_pack, load_pack
+
+    if not roots:
+        raise BenchError("no training data given")
+    return DemoFrames.concat([load_pack(r, log=log) if is_pack(r) else read_hdf5_demos(r, log=log) for r in roots])
 
 
 @dataclass
@@ -57,48 +112,53 @@ class BCDataset:
     images: torch.Tensor  # [N, 224, 224, 3] uint8
     tokens: torch.Tensor  # [N, 7] action token ids
     prompt_index: torch.Tensor  # [N] into prompts
+    demo_index: torch.Tensor  # [N] into the demos
     prompts: list[list[int]]
-    stats: dict[str, dict]  # per suite
+    instructions: list[str]  # the text of each prompt
+    stats: dict[str, dict]  # per suite: the norm stats the tokens were made with
     n_demos: int
 
     def __len__(self) -> int:
         return len(self.tokens)
 
+    def to(self, device: torch.device | str) -> BCDataset:
+        move = {k: getattr(self, k).to(device) for k in ("images", "tokens", "prompt_index", "demo_index")}
+        return BCDataset(**move, prompts=self.prompts, instructions=self.instructions, stats=self.stats,
+                         n_demos=self.n_demos)
 
-def build_dataset(data: list[str], tokenizer, n_text_vocab: int, size: int = 224,
+    def holdout(self, per_instruction: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(train, held-out) frame indices: the last ``per_instruction`` demos of each instruction are held out
+        (never fewer than one demo left for training)."""
+        held = torch.zeros(len(self), dtype=torch.bool)
+        demo_prompt = {}
+        for d, p in zip(self.demo_index.tolist(), self.prompt_index.tolist(), strict=True):
+            demo_prompt.setdefault(d, p)
+        for p in range(len(self.prompts)):
+            demos = sorted(d for d, q in demo_prompt.items() if q == p)
+            for d in demos[len(demos) - min(per_instruction, len(demos) - 1):] if per_instruction else []:
+                held |= (self.demo_index == d).cpu()
+        return torch.nonzero(~held).flatten(), torch.nonzero(held).flatten()
+
+
+def tokenise(data: DemoFrames, tokenizer, n_text_vocab: int, stats: dict[str, dict] | None = None) -> BCDataset:
+    """Samples for the model: ``stats`` (per suite) are the normalisation; None: the data's own."""
+    stats = stats or data.suite_stats()
+    suites = [d["suite"] for d in data.demos]
+    missing = sorted(set(suites) - set(stats))
+    if missing:
+        raise BenchError(f"the checkpoint has no norm stats for suite(s) {', '.join(missing)} of the data")
+    tokens = np.empty((len(data), 7), np.int64)
+    for suite in sorted(set(suites)):
+        rows = np.isin(data.demo_index, [i for i, s in enumerate(suites) if s == suite])
+        tokens[rows] = action_tokens(normalize(data.actions[rows], stats[suite]), n_text_vocab)
+    instructions = list(dict.fromkeys(d["instruction"] for d in data.demos))
+    demo_prompt = np.array([instructions.index(d["instruction"]) for d in data.demos])
+    return BCDataset(torch.from_numpy(data.frames), torch.from_numpy(tokens), torch.from_numpy(demo_prompt[data.demo_index]),
+                     torch.from_numpy(data.demo_index.astype(np.int64)),
+                     [tokenizer.encode(openvla_prompt(t)) for t in instructions], instructions,
+                     {s: stats[s] for s in sorted(set(suites))}, len(data.demos))
+
+
+def build_dataset(data: list[str], tokenizer, n_text_vocab: int, stats: dict[str, dict] | None = None,
                   log: Callable[[str], None] = print) -> BCDataset:
-    files = [f for root in data for f in demo_files(root)]
-    if not files:
-        raise BenchError(f"no .hdf5 demo files under {', '.join(data)}")
-    per_suite: dict[str, list] = {}
-    for path in files:
-        demos = per_suite.setdefault(suite_of(path), [])
-        for demo in load_demos(path):
-            actions = demo.actions.astype(np.float64).copy()
-            actions[:, 6] = env_to_model_gripper(actions[:, 6])
-            frames = np.stack([resize_lanczos3(jpeg_round_trip(rotate_180(f)), size) for f in demo.agentview])
-            demos.append((demo.instruction, frames, actions))
-        log(f"loaded {path.name}")
-    stats = {s: norm_stats(np.concatenate([a for _, _, a in demos])) for s, demos in per_suite.items()}
-    prompts: dict[str, int] = {}
-    images, tokens, index = [], [], []
-    for suite, demos in per_suite.items():
-        for instruction, frames, actions in demos:
-            p = prompts.setdefault(instruction, len(prompts))
-            images.append(torch.from_numpy(frames))
-            tokens.append(torch.from_numpy(action_tokens(normalize(actions, stats[suite]), n_text_vocab)))
-            index.append(torch.full((len(frames),), p))
-    prompt_ids = [tokenizer.encode(openvla_prompt(text)) for text in prompts]
-    n_demos = sum(len(d) for d in per_suite.values())
-    return BCDataset(torch.cat(images), torch.cat(tokens).long(), torch.cat(index), prompt_ids, stats, n_demos)
-
-
-def random_crop(images: torch.Tensor, generator: torch.Generator, area: float = CROP_AREA) -> torch.Tensor:
-    """Per-sample random square crop of ``area`` of the image, resized back (bilinear): OpenVLA's augmentation."""
-    B, H, W, _ = images.shape
-    side = round(np.sqrt(area) * H)
-    x = images.permute(0, 3, 1, 2).float()
-    offs = torch.randint(0, H - side + 1, (B, 2), generator=generator)
-    crops = torch.stack([x[b, :, i: i + side, j: j + side] for b, (i, j) in enumerate(offs.tolist())])
-    out = F.interpolate(crops, size=(H, W), mode="bilinear", align_corners=False, antialias=False)
-    return out.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    return tokenise(read_demo_frames(data, log=log), tokenizer, n_text_vocab, stats)

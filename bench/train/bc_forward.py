@@ -3,10 +3,12 @@
 The inference executor is batch-1 and slot-indexed; training needs a plain causal forward over a batch.
 This one reuses the same modules (so the weights are the checkpoint's) and is pinned to the executor's
 logits in ``tests/test_train_policy.py``. Sequences are ``[BOS] + 256 patches + prompt + empty + 6 action
-tokens``, right-padded: with causal attention the padding never reaches the positions that are scored.
+tokens``, right-padded and built vectorised: with causal attention the padding never reaches the positions that are scored.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -36,23 +38,44 @@ def causal_hidden(lm: LlamaExecutor, embeds: torch.Tensor) -> torch.Tensor:
     return lm.model.norm(x)
 
 
-def action_logits(model: OpenVLA, pixels: torch.Tensor, prompts: list[list[int]], actions: torch.Tensor) -> torch.Tensor:
-    """Logits [B, 7, vocab] that predict the 7 action tokens ``actions`` [B, 7] (teacher forcing)."""
-    B = pixels.shape[0]
+@dataclass
+class PromptTable:
+    """Every training prompt as ``[BOS] + prompt + empty`` ids, right-padded, for a vectorised batch build."""
+
+    tail: torch.Tensor  # [P, Lp] ids after BOS (prompt + empty), zero-padded
+    length: torch.Tensor  # [P] length with BOS and the empty token
+    bos: int
+
+    @classmethod
+    def build(cls, model: OpenVLA, prompts: list[list[int]], device: torch.device | str = "cpu") -> PromptTable:
+        full = [model.with_empty_token(p) for p in prompts]
+        tail = torch.zeros(len(full), max(len(p) for p in full) - 1, dtype=torch.long)
+        for i, p in enumerate(full):
+            tail[i, : len(p) - 1] = torch.tensor(p[1:])
+        return cls(tail.to(device), torch.tensor([len(p) for p in full], device=device), full[0][0])
+
+
+def action_logits(model: OpenVLA, pixels: torch.Tensor, table: PromptTable, prompt_index: torch.Tensor,
+                  actions: torch.Tensor) -> torch.Tensor:
+    """Logits [B, 7, vocab] that predict the 7 action tokens ``actions`` [B, 7] (teacher forcing).
+
+    Row b is ``[BOS] + patches + tail[prompt_index[b]] + actions[b, :6]``, built without a Python loop: text
+    position j holds the prompt id for j < length − 1, then the action tokens, then padding."""
+    B, dev = pixels.shape[0], pixels.device
     patches = model.projector(model.vision_backbone(pixels))
     embed = model.language_model.model.embed_tokens
-    n_patch = patches.shape[1]
-    rows, first = [], []
-    for b, prompt in enumerate(prompts):
-        prompt = model.with_empty_token(prompt)
-        text = embed(torch.tensor(prompt + actions[b, : ACTION_DIM - 1].tolist()))
-        rows.append(torch.cat([text[:1], patches[b], text[1:]]))
-        first.append(n_patch + len(prompt) - 1)  # the empty token predicts action 1
-    L = max(r.shape[0] for r in rows)
-    embeds = torch.stack([F.pad(r, (0, 0, 0, L - r.shape[0])) for r in rows])
-    hidden = causal_hidden(model.language_model, embeds)
-    idx = torch.tensor(first)[:, None] + torch.arange(ACTION_DIM)[None]
-    picked = hidden[torch.arange(B)[:, None], idx]
+    n_text = table.length[prompt_index] - 1  # prompt + empty, without BOS
+    L = table.tail.shape[1] + ACTION_DIM - 1
+    j = torch.arange(L, device=dev)[None].expand(B, L)
+    prompt_ids = F.pad(table.tail[prompt_index], (0, L - table.tail.shape[1]))
+    a_pos = j - n_text[:, None]
+    is_action = (a_pos >= 0) & (a_pos < ACTION_DIM - 1)
+    ids = torch.where(is_action, actions[:, : ACTION_DIM - 1].gather(1, a_pos.clamp(0, ACTION_DIM - 2)), prompt_ids)
+    ids = torch.where((j < n_text[:, None]) | is_action, ids, torch.zeros_like(ids))
+    bos = embed(torch.tensor([table.bos], device=dev)).expand(B, 1, -1)
+    hidden = causal_hidden(model.language_model, torch.cat([bos, patches, embed(ids)], 1))
+    first = patches.shape[1] + n_text  # the empty token's position: it predicts action 1
+    picked = hidden[torch.arange(B, device=dev)[:, None], first[:, None] + torch.arange(ACTION_DIM, device=dev)[None]]
     return model.language_model.lm_head(picked)
 
 

@@ -1,9 +1,17 @@
-"""``bench train policy``: behaviour cloning of an OpenVLA-architecture preset on LIBERO-layout demos.
+"""``bench train policy``: behaviour cloning of an OpenVLA-architecture preset, on CPU or CUDA.
 
-Cross-entropy on the 7 action tokens (teacher forcing, as OpenVLA fine-tunes), AdamW with warm-up and cosine
-decay, random-crop augmentation. Resumable: ``train_state.pt`` (model, optimizer, sampler RNG, step) is written
-atomically every ``save_every`` steps; the loss log is appended to ``loss.csv``. The result is an HF-format
-checkpoint directory whose ``config.json`` carries the data's per-suite ``norm_stats``.
+Cross-entropy on the 7 action tokens (teacher forcing, as OpenVLA fine-tunes), AdamW with linear warm-up and
+cosine decay to ``min_lr_frac``, OpenVLA's augmentation on the device (``augment.py``), bf16 autocast on CUDA,
+optionally ``torch.compile``d. The data (a pack or HDF5 demos) lives on the device; batches are built
+vectorised (``bc_forward.action_logits``). From scratch, or fine-tuning a checkpoint (``init``: its tokenizer
+and norm stats are kept).
+
+Every ``save_every`` steps ``train_state.pt`` (model, optimizer, RNG, step, schedule) and an HF-format
+``checkpoint/`` are replaced atomically, so a killed run resumes, and keeps a usable checkpoint. The schedule
+is a number of steps fixed before the cosine starts: given, or sized once from a wall-clock budget by timing
+steps *after* warm-up (timing the first steps, which include compilation and autotuning, under-counts by
+2–3×); the budget also stops the run early, saved. Held-out metrics (the last demo of each instruction):
+CE, token accuracy and mean |bin error| per action dimension, in ``heldout.csv`` and ``training.json``.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,34 +28,52 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bench.models.checkpoint import save_openvla
-from bench.models.openvla import normalize_pixels
+from bench.errors import BenchError
+from bench.models.checkpoint import load_openvla, save_openvla
+from bench.models.openvla import ACTION_DIM, normalize_pixels
 from bench.models.presets import LIBERO_SUITES, build, preset
-from bench.models.tokenizer import build_word_tokenizer
-from bench.train.bc_data import BCDataset, build_dataset, random_crop
-from bench.train.bc_forward import action_logits
+from bench.train.augment import AUGMENTATIONS, augment
+from bench.train.bc_data import BCDataset, read_demo_frames, tokenise
+from bench.train.bc_forward import PromptTable, action_logits
+
+DIMS = ("x", "y", "z", "roll", "pitch", "yaw", "gripper")
 
 
 @dataclass
 class BCConfig:
     data: list[str]
     preset: str = "tiny"
-    steps: int = 2000
+    init: str | None = None  # checkpoint to fine-tune (its tokenizer and norm stats are kept)
+    steps: int = 2000  # schedule length; 0: sized from budget_s
     batch_size: int = 16
     lr: float = 3e-4
     warmup: int = 100
+    min_lr_frac: float = 0.1
     weight_decay: float = 0.01
     seed: int = 0
+    augment: str = "crop"
+    holdout: int = 1  # demos per instruction held out for evaluation
     save_every: int = 100
+    eval_every: int = 500
+    log_every: int = 1
+    device: str = "cpu"
+    bf16: bool | None = None  # None: on for CUDA
+    compile: bool = False
+    budget_s: float | None = None
+    size_after: int = 10  # budget sizing: untimed steps first (compilation, autotuning) …
+    size_steps: int = 10  # … then this many timed steps
     threads: int = 0  # 0: torch's default
     notes: dict = field(default_factory=dict)
 
 
-def lr_at(step: int, cfg: BCConfig) -> float:
+def lr_at(step: int, cfg: BCConfig, total: int | None) -> float:
+    """Linear warm-up, then cosine from ``lr`` to ``min_lr_frac·lr`` over the fixed schedule of ``total`` steps."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+    if total is None:  # the schedule is being sized (within warm-up unless warmup < size_after + size_steps)
+        return cfg.lr
+    t = min(1.0, (step - cfg.warmup) / max(1, total - cfg.warmup))
+    return cfg.lr * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 def full_norm_stats(stats: dict[str, dict]) -> dict[str, dict]:
@@ -64,71 +91,260 @@ def _pool(stats: dict[str, dict]) -> dict:
     return {"action": {**a, "mask": [True] * 6 + [False]}}
 
 
-def train_policy(cfg: BCConfig, out: Path, log: Callable[[str], None] = print) -> Path:
-    from envs.libero import instruction_words
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError("--device cuda asked for, but torch sees no CUDA device")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise BenchError(f"--device must be cpu, cuda or auto; got {name!r}")
+    return torch.device(name)
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    out.mkdir(parents=True, exist_ok=True)
+
+def _model_and_data(cfg: BCConfig, log: Callable[[str], None]):
+    """(model, tokenizer, dataset): a fresh preset with the data's norm stats, or ``init`` with its own."""
+    from bench.train.pack import pack_tokenizer_dir
+
+    frames = read_demo_frames(cfg.data, log=log)
+    if cfg.init:
+        model, tokenizer = load_openvla(cfg.init)
+        data = tokenise(frames, tokenizer, model.cfg.n_text_vocab, stats=model.cfg.norm_stats)
+        return model.train(), tokenizer, data
     model_cfg = preset(cfg.preset)
-    tokenizer = build_word_tokenizer(instruction_words(), model_cfg.n_text_vocab, model_cfg.n_action_bins)
-    data = build_dataset(cfg.data, tokenizer, model_cfg.n_text_vocab, log=log)
-    log(f"{len(data)} samples from {data.n_demos} demos, {len(data.prompts)} instructions, suites {sorted(data.stats)}")
-    model = build(dataclasses.replace(model_cfg, norm_stats=full_norm_stats(data.stats)), seed=cfg.seed).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    step, state_file = 0, out / "train_state.pt"
-    if state_file.exists():
-        state = torch.load(state_file, weights_only=False)
-        if state["config"] != dataclasses.asdict(cfg):
-            log("note: resuming with a changed config; the saved step and weights are kept")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
-        step = state["step"]
-        log(f"resumed at step {step}")
-    loss_log = (out / "loss.csv").open("a")
-    if step == 0:
-        loss_log.write("step,loss,token_acc,lr,seconds\n")
-    t0 = time.perf_counter()
-    while step < cfg.steps:
-        loss, acc = _train_step(model, opt, data, gen, cfg, step)
-        step += 1
-        loss_log.write(f"{step},{loss:.5f},{acc:.4f},{lr_at(step - 1, cfg):.3g},{time.perf_counter() - t0:.1f}\n")
-        loss_log.flush()
-        if step % 10 == 0:
-            log(f"step {step}/{cfg.steps}  loss {loss:.3f}  token acc {acc:.3f}  {(time.perf_counter() - t0) / 60:.1f} min")
-        if step % cfg.save_every == 0 or step == cfg.steps:
-            tmp = state_file.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                        "step": step, "config": dataclasses.asdict(cfg)}, tmp)
-            tmp.replace(state_file)
-    loss_log.close()
-    final = out / "checkpoint"
-    save_openvla(model.eval(), tokenizer, final)
-    (out / "training.json").write_text(json.dumps({
-        "config": dataclasses.asdict(cfg), "samples": len(data), "demos": data.n_demos,
-        "instructions": len(data.prompts), "suites": sorted(data.stats),
-        "n_parameters": sum(p.numel() for p in model.parameters())}, indent=2) + "\n")
-    plot_loss(out / "loss.csv", out / "loss_curve.png")
-    return final
+    tok_dir = pack_tokenizer_dir(cfg.data)
+    if tok_dir is not None:
+        from bench.models.tokenizer import PromptTokenizer
+
+        tokenizer = PromptTokenizer.from_dir(tok_dir, model_cfg.bos_token_id)
+    else:
+        from bench.models.tokenizer import build_word_tokenizer
+        from envs.libero import instruction_words
+
+        tokenizer = build_word_tokenizer(instruction_words(), model_cfg.n_text_vocab, model_cfg.n_action_bins)
+    size = tokenizer.tokenizer.get_vocab_size()
+    if size != model_cfg.n_text_vocab:
+        raise BenchError(f"the tokenizer has {size} ids; preset {cfg.preset!r} has a text vocabulary of {model_cfg.n_text_vocab}")
+    data = tokenise(frames, tokenizer, model_cfg.n_text_vocab)
+    model = build(dataclasses.replace(model_cfg, norm_stats=full_norm_stats(data.stats)), seed=cfg.seed)
+    return model.train(), tokenizer, data
 
 
-def _train_step(model, opt, data: BCDataset, gen: torch.Generator, cfg: BCConfig, step: int) -> tuple[float, float]:
-    idx = torch.randint(0, len(data), (cfg.batch_size,), generator=gen)
-    images = random_crop(data.images[idx], gen)
-    targets = data.tokens[idx]
-    prompts = [data.prompts[int(i)] for i in data.prompt_index[idx]]
-    for group in opt.param_groups:
-        group["lr"] = lr_at(step, cfg)
-    logits = action_logits(model, normalize_pixels(images), prompts, targets)
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    opt.step()
-    acc = (logits.argmax(-1) == targets).float().mean()
-    return float(loss.detach()), float(acc)
+class Trainer:
+    """One behaviour-cloning run; ``run()`` returns the final checkpoint directory."""
+
+    def __init__(self, cfg: BCConfig, out: Path, log: Callable[[str], None]) -> None:
+        if cfg.augment not in AUGMENTATIONS:
+            raise BenchError(f"--augment must be one of {', '.join(AUGMENTATIONS)}; got {cfg.augment!r}")
+        if cfg.steps == 0 and not cfg.budget_s:
+            raise BenchError("--steps 0 sizes the schedule from --budget-s, which is missing")
+        self.t0 = time.perf_counter()
+        self.cfg, self.out, self.log = cfg, out, log
+        self.device = resolve_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        out.mkdir(parents=True, exist_ok=True)
+        _repair_checkpoint_dir(out)
+        model, self.tokenizer, data = _model_and_data(cfg, log)
+        self.model = model.to(self.device)
+        self.data: BCDataset = data.to(self.device)
+        self.train_ix, self.val_ix = (ix.to(self.device) for ix in data.holdout(cfg.holdout))
+        if len(self.train_ix) == 0:
+            raise BenchError("no training frames left after holding out demos; use --holdout 0")
+        log(f"{len(data)} frames from {data.n_demos} demos, {len(data.prompts)} instructions, suites "
+            f"{sorted(data.stats)}; {len(self.train_ix)} for training, {len(self.val_ix)} held out; device {self.device}")
+        self.table = PromptTable.build(self.model, data.prompts, self.device)
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+        self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        self.bf16 = cfg.bf16 if cfg.bf16 is not None else self.device.type == "cuda"
+        forward = lambda pixels, pidx, tokens: action_logits(self.model, pixels, self.table, pidx, tokens)  # noqa: E731
+        self.forward = torch.compile(forward) if cfg.compile else forward
+        self.step, self.total = 0, (cfg.steps or None)
+        self.schedule: dict = {"steps": cfg.steps, "sized_from_budget": None}
+        self.history: list[dict] = []
+        self.train_seconds, self.stopped_by_budget = 0.0, False
+        self._size_start: tuple[int, float] | None = None
+        self._resume()
+
+    # --- state -----------------------------------------------------------------------------------------
+    def _resume(self) -> None:
+        state_file = self.out / "train_state.pt"
+        if not state_file.exists():
+            return
+        state = torch.load(state_file, weights_only=False, map_location=self.device)
+        if state["config"] != dataclasses.asdict(self.cfg):
+            self.log("note: resuming with a changed config; the saved step, schedule and weights are kept")
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.gen.set_state(state["generator"].cpu())
+        self.step, self.total, self.schedule = state["step"], state["total"], state["schedule"]
+        if self.cfg.steps:  # a given schedule length wins (a rerun with more --steps extends the run)
+            self.total, self.schedule = self.cfg.steps, {**self.schedule, "steps": self.cfg.steps}
+        self.history, self.train_seconds = state["history"], state["train_seconds"]
+        self.log(f"resumed at step {self.step}")
+
+    def save(self, complete: bool) -> Path:
+        """train_state.pt, checkpoint/ and training.json, each replaced atomically."""
+        tmp = self.out / "train_state.tmp"
+        torch.save({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                    "generator": self.gen.get_state(), "step": self.step, "total": self.total,
+                    "schedule": self.schedule, "history": self.history, "train_seconds": self.train_seconds,
+                    "config": dataclasses.asdict(self.cfg)}, tmp)
+        tmp.replace(self.out / "train_state.pt")
+        final = self.out / "checkpoint"
+        new = self.out / "checkpoint.new"
+        shutil.rmtree(new, ignore_errors=True)
+        self.model.eval()
+        save_openvla(self.model, self.tokenizer, new)
+        self.model.train()
+        (new / "training.json").write_text(json.dumps(self.summary(complete), indent=2) + "\n")
+        if final.exists():
+            final.rename(self.out / "checkpoint.old")
+        new.rename(final)
+        shutil.rmtree(self.out / "checkpoint.old", ignore_errors=True)
+        shutil.copy(final / "training.json", self.out / "training.json")
+        return final
+
+    def summary(self, complete: bool) -> dict:
+        d = self.data
+        return {"config": dataclasses.asdict(self.cfg), "complete": complete, "step": self.step,
+                "schedule": self.schedule, "stopped_by_budget": self.stopped_by_budget,
+                "frames": {"train": len(self.train_ix), "held_out": len(self.val_ix)}, "demos": d.n_demos,
+                "instructions": len(d.prompts), "suites": sorted(d.stats), "device": _device_name(self.device),
+                "torch": torch.__version__, "bf16": self.bf16,
+                "samples_per_s": round(self.cfg.batch_size * max(1, self.step) / max(self.train_seconds, 1e-9), 1),
+                "seconds": round(time.perf_counter() - self.t0, 1), "held_out": self.history,
+                "n_parameters": sum(p.numel() for p in self.model.parameters())}
+
+    # --- training --------------------------------------------------------------------------------------
+    def logits(self, images: torch.Tensor, pidx: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return self.forward(normalize_pixels(images), pidx, tokens).float()
+
+    def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.cfg
+        ix = self.train_ix[torch.randint(0, len(self.train_ix), (cfg.batch_size,), device=self.device, generator=self.gen)]
+        images = augment(self.data.images[ix], cfg.augment, self.gen)
+        targets = self.data.tokens[ix]
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(self.step, cfg, self.total)
+        logits = self.logits(images, self.data.prompt_index[ix], targets)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        return loss.detach(), (logits.argmax(-1) == targets).float().mean()
+
+    @torch.no_grad()
+    def evaluate(self, batch: int = 256) -> dict:
+        """Teacher-forced held-out metrics on the evaluation's centre crop."""
+        if len(self.val_ix) == 0:
+            return {}
+        self.model.eval()
+        ce, correct, bin_err = 0.0, 0.0, torch.zeros(ACTION_DIM, device=self.device)
+        for s in range(0, len(self.val_ix), batch):
+            ix = self.val_ix[s: s + batch]
+            t = self.data.tokens[ix]
+            lg = self.logits(augment(self.data.images[ix], "none", None), self.data.prompt_index[ix], t)
+            ce += F.cross_entropy(lg.reshape(-1, lg.shape[-1]), t.reshape(-1), reduction="sum").item() / ACTION_DIM
+            correct += (lg.argmax(-1) == t).float().sum().item() / ACTION_DIM
+            bin_err += (lg.argmax(-1) - t).abs().float().sum(0)
+        self.model.train()
+        n = len(self.val_ix)
+        return {"ce": round(ce / n, 4), "token_acc": round(correct / n, 4),
+                **{f"bin_err_{d}": round(v, 2) for d, v in zip(DIMS, (bin_err / n).tolist(), strict=True)}}
+
+    def run(self) -> Path:
+        cfg = self.cfg
+        loss_log = (self.out / "loss.csv").open("a")
+        if self.step == 0:
+            loss_log.write("step,loss,token_acc,lr,seconds\n")
+        held = self.out / "heldout.csv"
+        while self.total is None or self.step < self.total:
+            if self._out_of_budget():
+                self.stopped_by_budget = True
+                self.log(f"budget of {cfg.budget_s:.0f} s reached at step {self.step}; stopping")
+                break
+            tick = time.perf_counter()
+            loss, acc = self.train_step()
+            self.step += 1
+            if self.step % cfg.log_every == 0 or self.step == self.total:
+                loss_log.write(f"{self.step},{loss.item():.5f},{acc.item():.4f},{lr_at(self.step - 1, cfg, self.total):.3g},"
+                               f"{time.perf_counter() - self.t0:.1f}\n")
+                loss_log.flush()
+            self.train_seconds += time.perf_counter() - tick  # host time; the GPU catches up at each .item()
+            if self.total is None:
+                self._size_schedule()
+            if self.step % max(10, cfg.log_every) == 0:
+                self.log(f"step {self.step}/{self.total or '?'}  loss {loss.item():.3f}  token acc {acc.item():.3f}  "
+                         f"{(time.perf_counter() - self.t0) / 60:.1f} min")
+            if self.step % cfg.eval_every == 0 or self.step == self.total:
+                self._record_eval(held)
+            if self.step % cfg.save_every == 0 and self.step != self.total:
+                self.save(complete=False)
+        loss_log.close()
+        if not self.history or self.history[-1]["step"] != self.step:
+            self._record_eval(held)
+        final = self.save(complete=not self.stopped_by_budget)
+        plot_loss(self.out / "loss.csv", self.out / "loss_curve.png")
+        return final
+
+    def _record_eval(self, csv: Path) -> None:
+        ev = self.evaluate()
+        if not ev:
+            return
+        self.history.append({"step": self.step, **ev})
+        new = not csv.exists()
+        with csv.open("a") as f:
+            if new:
+                f.write(",".join(["step", *ev]) + "\n")
+            f.write(",".join(str(v) for v in [self.step, *ev.values()]) + "\n")
+        self.log(f"held out at step {self.step}: CE {ev['ce']:.3f}, token acc {ev['token_acc']:.3f}, |bin error| "
+                 + " ".join(f"{d} {ev[f'bin_err_{d}']:.1f}" for d in DIMS))
+
+    def _size_schedule(self) -> None:
+        """Called after each step while the schedule is open: time ``size_steps`` steps after ``size_after``
+        untimed ones (compilation, autotuning), then fix the number of steps that fits the budget."""
+        if self.step < self.cfg.size_after:
+            return
+        _sync(self.device)
+        if self._size_start is None:
+            self._size_start = (self.step, time.perf_counter())
+            return
+        if self.step - self._size_start[0] < self.cfg.size_steps:
+            return
+        per_step = (time.perf_counter() - self._size_start[1]) / (self.step - self._size_start[0])
+        left = self.cfg.budget_s - (time.perf_counter() - self.t0)
+        reserve = 0.1 * self.cfg.budget_s  # the final evaluation, checkpoint and plot
+        self.total = max(self.step + 1, self.step + int((left - reserve) / per_step))
+        self.schedule = {"steps": self.total, "sized_from_budget": {
+            "budget_s": self.cfg.budget_s, "ms_per_step": round(per_step * 1e3, 2), "timed_steps":
+            [self._size_start[0] + 1, self.step], "at_s": round(time.perf_counter() - self.t0, 1)}}
+        self.log(f"schedule sized from the budget: {per_step * 1e3:.1f} ms/step after warm-up → {self.total} steps")
+
+    def _out_of_budget(self) -> bool:
+        return bool(self.cfg.budget_s) and time.perf_counter() - self.t0 > self.cfg.budget_s * 0.95
+
+
+def train_policy(cfg: BCConfig, out: Path, log: Callable[[str], None] = print) -> Path:
+    return Trainer(cfg, out, log).run()
+
+
+def _repair_checkpoint_dir(out: Path) -> None:
+    """A kill between the two renames of ``save`` leaves only checkpoint.old: put it back."""
+    if not (out / "checkpoint").exists() and (out / "checkpoint.old").exists():
+        (out / "checkpoint.old").rename(out / "checkpoint")
+    shutil.rmtree(out / "checkpoint.new", ignore_errors=True)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def plot_loss(csv: Path, png: Path) -> None:
