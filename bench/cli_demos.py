@@ -87,3 +87,29 @@ def pack_command(
     console.print(f"wrote {out}: {meta['frames']} frames of {len(meta['demos'])} demos ({', '.join(meta['suites'])}), "
                   f"{mb:.1f} MiB ({mb / len(meta['demos']):.3f} MiB per demo); H.264 crf {crf}: mean |error| "
                   f"{c['mean_abs_error']:.2f} levels, p99 {c['p99_abs_error']:.0f}, max {c['max_abs_error']}")
+
+
+@demos_app.command("dagger")
+def dagger_command(
+    suite: SuiteOption = "libero_object",
+    tasks: TasksOption = "all",
+    episodes_per_task: Annotated[int, typer.Option(min=1, help="policy rollouts per task (fresh placements)")] = 2,
+    policy: Annotated[str, typer.Option(help="the policy that acts (full compute)")] = "tiny-openvla",
+    checkpoint: Annotated[str | None, typer.Option(help="HF-format checkpoint directory")] = None,
+    takeover: Annotated[int, typer.Option(min=0, help="policy step at which the expert's recovery is tried")] = 100,
+    out: Annotated[Path, typer.Option(help="root folder; files go to <out>/<suite>/<task>_demo.hdf5")] = Path("results/dagger"),
+) -> None:
+    """One DAgger round: the policy acts, the expert (phase from the scene) labels each state; resumable."""
+    from bench.demos.dagger import dagger_round, summarize
+    from bench.registry import POLICIES
+    from bench.run_command import build_method
+
+    name = _suite(suite)
+    steering, _ = build_method("baseline", {})
+    the_policy = POLICIES.load(policy)(policy, checkpoint, steering, name, device="cpu", dtype="fp32")
+    rows = dagger_round(the_policy, name, parse_tasks(tasks), episodes_per_task, out, takeover=takeover,
+                        progress=lambda m: console.print(m, highlight=False))
+    s = summarize(rows)
+    console.print(f"{s['episodes']} new episodes ({s['labelled_frames']} labelled frames): policy solved "
+                  f"{s['policy_successes']}; the expert recovered from {s['expert_recoveries']}/{s['takeovers']} of the "
+                  f"policy's step-{takeover} states; label phases {s['label_phases']}; files under {out / name}")

@@ -5,7 +5,9 @@ For each ``in``/``on`` goal predicate of the task's BDDL problem it runs approac
 from a per-axis proportional law (one action unit = 5 cm / 0.5 rad; each axis clipped on its own, which the
 probe found essential). A grasp that slips on lifting is retried deeper. ``turnon`` goals use the knob skill
 of ``envs/expert_articulation.py`` with the same control law. Deterministic; the demo generator
-perturbs the *executed* actions (DART-style) and records the expert's clean ones. Facts: ``shared/reference/libero-expert-notes.md``.
+perturbs the *executed* actions (DART-style) and records the expert's clean ones. ``resume_from_scene`` sets
+the phase from the scene instead of the expert's own history, so it can take over (or label, for DAgger) any
+state a policy reaches. Facts: ``shared/reference/libero-expert-notes.md``.
 """
 
 from __future__ import annotations
@@ -112,6 +114,53 @@ class ScriptedExpert:
             if np.any(np.all((path >= lo) & (path <= hi), axis=1)):
                 tops.append(c[:, 2].max())
         return float(max(tops))
+
+    # --- taking over from any state ---------------------------------------------------------------------
+    def resume_from_scene(self) -> str:
+        """Phase from the scene, not from history: goals that already hold are dropped. With its object grasped,
+        the first pick-and-place continues with ``release`` (at the place goal), ``lower`` (over the target),
+        ``transport`` (at travel height) or ``lift``; otherwise ``close`` with the fingers at the grasp,
+        ``descend`` above it, else ``pregrasp``. Knob turning restarts. Returns the phase chosen; a fresh expert
+        resumed every step acts as the stateful one does, so its actions are labels that depend on the state."""
+        goals = self.env.parsed_problem["goal_state"]
+        self.plans = [p for p, pred in zip(self.plans, goals, strict=True) if not self.env._eval_predicate(pred)]
+        self.trail.clear()
+        if not self.plans:
+            return "done"
+        p = self.plans[0]
+        if isinstance(p, TurnOn):
+            return p.phase
+        obj = self._body(p.step.obj)
+        p.grasp = plan_grasp(self.sim, obj, self._support(p))
+        p.timer = 0
+        eef = self._eef()[0]
+        if self._grasped(p):
+            p.lift_from = self.sim.data.body_xpos[obj].copy()
+            p.waypoints = self._lift_waypoints(p)  # also sets the travel height
+            p.place_goal = self._place_goal(p)
+            over_target = np.linalg.norm(eef[:2] - p.place_goal[:2]) < 0.015
+            if over_target and eef[2] < p.place_goal[2] + 0.02:
+                p.phase = "release"
+            elif over_target:
+                p.phase = "lower"
+            elif eef[2] > p.travel_z - 0.015:
+                p.phase = "transport"
+            else:
+                p.phase = "lift"
+            return p.phase
+        off = eef - p.grasp.position
+        xy = float(np.linalg.norm(off[:2]))
+        if xy < 0.015 and abs(off[2]) < 0.01:
+            p.phase = "close"
+        elif xy < 0.02 and -0.01 < off[2] < 0.1:
+            p.phase = "descend"
+        else:
+            p.phase = "pregrasp"
+        return p.phase
+
+    def _grasped(self, p: _Plan) -> bool:
+        """Both finger pads touch the object (robosuite's grasp test)."""
+        return bool(self.env._check_grasp(self.env.robots[0].gripper, self.env.objects_dict[p.step.obj]))
 
     # --- control -------------------------------------------------------------------------------------
     def _action(self, goal: np.ndarray, yaw: float, grip: float, cap: float = 1.0) -> np.ndarray:
