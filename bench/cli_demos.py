@@ -102,12 +102,16 @@ def dagger_command(
     """One DAgger round: the policy acts, the expert (phase from the scene) labels each state; resumable."""
     from bench.demos.dagger import dagger_round, summarize
     from bench.registry import POLICIES
-    from bench.run_command import build_method
+    from bench.run_command import build_method, resolve_tasks
+    from envs.libero import LiberoSuite
 
-    name = _suite(suite)
+    name, task_ids = _suite(suite), parse_tasks(tasks)
+    resolve_tasks(LiberoSuite(name), task_ids)
+    if out.exists() and not out.is_dir():
+        raise BenchError(f"--out {out} is a file, not a folder")
     steering, _ = build_method("baseline", {})
     the_policy = POLICIES.load(policy)(policy, checkpoint, steering, name, device="cpu", dtype="fp32")
-    rows = dagger_round(the_policy, name, parse_tasks(tasks), episodes_per_task, out, takeover=takeover,
+    rows = dagger_round(the_policy, name, task_ids, episodes_per_task, out, takeover=takeover,
                         progress=lambda m: console.print(m, highlight=False))
     s = summarize(rows)
     console.print(f"{s['episodes']} new episodes ({s['labelled_frames']} labelled frames): policy solved "

@@ -3,6 +3,7 @@
 Every method sees the same real LIBERO frames (a trace recorded from a tiny-policy rollout); at each step
 its 7 action tokens are compared with the full-compute model's tokens on the same frame.
 Usage: python benchmarks/action_agreement.py [--trace DIR_OR_NPZ | --record 30] [--methods lac,vla-cache]
+       [--lac-weights results/train/lac/lac.safetensors]   (candidate LAC modules for lac and lac-no-recovery)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def main() -> None:
     ap.add_argument("--record", type=int, default=30)
     ap.add_argument("--methods", default="baseline,fastv,sparsevlm,vla-cache,lac,lac-selector-only,lac-no-recovery,"
                                          "lac-no-stage1,lac-language")
+    ap.add_argument("--lac-weights", help="a .safetensors of LAC modules (bench train lac) instead of the shipped ones")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         trace = args.trace or record_trace("libero_object", 0, args.record, Path(tmp) / "trace.npz")
@@ -39,7 +41,8 @@ def main() -> None:
     print(f"{'method':<20}{'steps all 7 tokens equal':>26}{'tokens equal':>14}{'cache ratio mean':>18}"
           f"{'ratio p10/p50/p90':>20}{'paper MMACs':>13}")
     for name in args.methods.split(","):
-        steering, _ = build_method(name, {})
+        params = {"weights": args.lac_weights} if args.lac_weights and name in ("lac", "lac-no-recovery") else {}
+        steering, _ = build_method(name, params)
         policy = load_openvla_policy("tiny-openvla", None, steering, suite)
         policy.reset(instruction, 0)
         same_step, same_tok, ratios, macs = [], [], [], []

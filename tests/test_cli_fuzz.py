@@ -38,8 +38,10 @@ COMMANDS = {  # option → bad values (a missing value is added for every option
     },
     "train policy": {
         "--data": ["/nonexistent", "{garbage}", "{empty_dir}"], "--preset": ["openvla-7b", "huge"],
-        "--steps": ["0", "x"], "--batch-size": ["0"], "--lr": ["-1", "0", "x"], "--seed": ["x"],
-        "--save-every": ["0"], "--out": ["{a_file}"],
+        "--steps": ["0", "x", "-1"], "--batch-size": ["0"], "--lr": ["-1", "0", "x"], "--seed": ["x"],
+        "--save-every": ["0"], "--out": ["{a_file}"], "--init": ["/nonexistent", "{truncated}", "{no_tokenizer}"],
+        "--augment": ["blur", ""], "--device": ["tpu", "cuda"], "--warmup": ["0"], "--min-lr-frac": ["2", "-1"],
+        "--holdout": ["-1"], "--budget-s": ["0", "x"], "--eval-every": ["0"], "--log-every": ["0"],
     },
     "train lac": {
         "--policy": ["gpt"], "--checkpoint": ["/nonexistent"], "--suite": ["nope"], "--tasks": ["x", "", "99"],
@@ -52,10 +54,16 @@ COMMANDS = {  # option → bad values (a missing value is added for every option
                      "--out": ["{a_file}"]},
     "demos generate": {"--suite": ["nope"], "--tasks": ["x", "", "99"], "--per-task": ["0"],
                        "--noise": ["-0.1", "x"], "--out": ["{a_file}"]},
+    "demos pack": {"--data": ["/nonexistent", "{garbage}", "{empty_dir}"], "--out": ["{a_file}"],
+                   "--crf": ["-1", "52", "x"]},
+    "demos dagger": {"--suite": ["nope", "simpler_widowx"], "--tasks": ["x", "", "99"], "--episodes-per-task": ["0"],
+                     "--policy": ["gpt"], "--checkpoint": ["/nonexistent", "{truncated}"], "--takeover": ["-1"],
+                     "--out": ["{a_file}"]},
 }
 REQUIRED = {  # valid values for required options and arguments, so each case varies one thing
     "check": ["--baseline", "{run}", "--candidate", "{run}"],
     "train policy": ["--data", "{demo}"],
+    "demos pack": ["--data", "{demo}", "--out", "{empty_dir}/pack"],
 }
 
 
