@@ -39,7 +39,7 @@ def write_pack(data: DemoFrames, out: Path, tokenizer, crf: int = 23) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     video = out / "frames.mp4"
     writer = imageio.get_writer(video, fps=20, codec="libx264", quality=None, macro_block_size=16,
-                                ffmpeg_params=["-crf", str(crf), "-preset", "slow", "-pix_fmt", "yuv420p"])
+                                pixelformat="yuv420p", ffmpeg_params=["-crf", str(crf), "-preset", "slow"])
     for frame in data.frames:
         writer.append_data(frame)
     writer.close()
