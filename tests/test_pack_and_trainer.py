@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -151,12 +152,15 @@ def _train(pack: Path, out: Path, *extra: str, env: dict | None = None) -> subpr
 def test_trainer_sizes_its_schedule_from_the_budget_after_warm_up(pack, tmp_path):
     from bench.train.policy import BCConfig, train_policy
 
-    cfg = BCConfig(data=[str(pack)], steps=0, budget_s=30, size_after=2, size_steps=3, batch_size=2, warmup=2,
+    ticks = itertools.count()
+    clock = lambda: 0.1 * next(ticks)  # noqa: E731  (a clock that advances per reading: load-independent)
+    cfg = BCConfig(data=[str(pack)], steps=0, budget_s=10, size_after=2, size_steps=3, batch_size=2, warmup=2,
                    augment="crop+color", eval_every=10, save_every=1000)
-    train_policy(cfg, tmp_path / "run", log=lambda m: None)
+    train_policy(cfg, tmp_path / "run", log=lambda m: None, clock=clock)
     summary = json.loads((tmp_path / "run" / "training.json").read_text())
     sized = summary["schedule"]["sized_from_budget"]
     assert sized["timed_steps"] == [3, 5] and summary["step"] == summary["schedule"]["steps"] > 5
+    assert sized["eval_s"] > 0 and sized["checkpoint_s"] > 0  # periodic costs are part of the sizing
     assert summary["complete"] and not summary["stopped_by_budget"]
     held = (tmp_path / "run" / "heldout.csv").read_text().splitlines()
     assert held[0] == "step,ce,token_acc," + ",".join(f"bin_err_{d}" for d in

@@ -10,7 +10,8 @@ Every ``save_every`` steps ``train_state.pt`` (model, optimizer, RNG, step, sche
 ``checkpoint/`` are replaced atomically, so a killed run resumes, and keeps a usable checkpoint. The schedule
 is a number of steps fixed before the cosine starts: given, or sized once from a wall-clock budget by timing
 steps *after* warm-up (timing the first steps, which include compilation and autotuning, under-counts by
-2–3×); the budget also stops the run early, saved. Held-out metrics (the last demo of each instruction):
+2–3×) plus one held-out evaluation and one checkpoint, amortised over their intervals; the budget also stops
+the run early, saved. Held-out metrics (the last demo of each instruction):
 CE, token accuracy and mean |bin error| per action dimension, in ``heldout.csv`` and ``training.json``.
 """
 
@@ -132,12 +133,14 @@ def _model_and_data(cfg: BCConfig, log: Callable[[str], None]):
 class Trainer:
     """One behaviour-cloning run; ``run()`` returns the final checkpoint directory."""
 
-    def __init__(self, cfg: BCConfig, out: Path, log: Callable[[str], None]) -> None:
+    def __init__(self, cfg: BCConfig, out: Path, log: Callable[[str], None],
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         if cfg.augment not in AUGMENTATIONS:
             raise BenchError(f"--augment must be one of {', '.join(AUGMENTATIONS)}; got {cfg.augment!r}")
         if cfg.steps == 0 and not cfg.budget_s:
             raise BenchError("--steps 0 sizes the schedule from --budget-s, which is missing")
-        self.t0 = time.perf_counter()
+        self.clock = clock  # injectable so budget sizing is testable without depending on machine load
+        self.t0 = clock()
         self.cfg, self.out, self.log = cfg, out, log
         self.device = resolve_device(cfg.device)
         if cfg.threads:
@@ -213,7 +216,7 @@ class Trainer:
                 "instructions": len(d.prompts), "suites": sorted(d.stats), "device": _device_name(self.device),
                 "torch": torch.__version__, "bf16": self.bf16,
                 "samples_per_s": round(self.cfg.batch_size * max(1, self.step) / max(self.train_seconds, 1e-9), 1),
-                "seconds": round(time.perf_counter() - self.t0, 1), "held_out": self.history,
+                "seconds": round(self.clock() - self.t0, 1), "held_out": self.history,
                 "n_parameters": sum(p.numel() for p in self.model.parameters())}
 
     # --- training --------------------------------------------------------------------------------------
@@ -260,25 +263,25 @@ class Trainer:
         loss_log = (self.out / "loss.csv").open("a")
         if self.step == 0:
             loss_log.write("step,loss,token_acc,lr,seconds\n")
-        held = self.out / "heldout.csv"
+        held = self.held_csv = self.out / "heldout.csv"
         while self.total is None or self.step < self.total:
             if self._out_of_budget():
                 self.stopped_by_budget = True
                 self.log(f"budget of {cfg.budget_s:.0f} s reached at step {self.step}; stopping")
                 break
-            tick = time.perf_counter()
+            tick = self.clock()
             loss, acc = self.train_step()
             self.step += 1
             if self.step % cfg.log_every == 0 or self.step == self.total:
                 loss_log.write(f"{self.step},{loss.item():.5f},{acc.item():.4f},{lr_at(self.step - 1, cfg, self.total):.3g},"
-                               f"{time.perf_counter() - self.t0:.1f}\n")
+                               f"{self.clock() - self.t0:.1f}\n")
                 loss_log.flush()
-            self.train_seconds += time.perf_counter() - tick  # host time; the GPU catches up at each .item()
+            self.train_seconds += self.clock() - tick  # host time; the GPU catches up at each .item()
             if self.total is None:
                 self._size_schedule()
             if self.step % max(10, cfg.log_every) == 0:
                 self.log(f"step {self.step}/{self.total or '?'}  loss {loss.item():.3f}  token acc {acc.item():.3f}  "
-                         f"{(time.perf_counter() - self.t0) / 60:.1f} min")
+                         f"{(self.clock() - self.t0) / 60:.1f} min")
             if self.step % cfg.eval_every == 0 or self.step == self.total:
                 self._record_eval(held)
             if self.step % cfg.save_every == 0 and self.step != self.total:
@@ -305,30 +308,42 @@ class Trainer:
 
     def _size_schedule(self) -> None:
         """Called after each step while the schedule is open: time ``size_steps`` steps after ``size_after``
-        untimed ones (compilation, autotuning), then fix the number of steps that fits the budget."""
+        untimed ones (compilation, autotuning), then one held-out evaluation and one checkpoint, and fix the
+        number of steps that fits the budget with those periodic costs amortised over their intervals."""
         if self.step < self.cfg.size_after:
             return
         _sync(self.device)
         if self._size_start is None:
-            self._size_start = (self.step, time.perf_counter())
+            self._size_start = (self.step, self.clock())
             return
         if self.step - self._size_start[0] < self.cfg.size_steps:
             return
-        per_step = (time.perf_counter() - self._size_start[1]) / (self.step - self._size_start[0])
-        left = self.cfg.budget_s - (time.perf_counter() - self.t0)
-        reserve = 0.1 * self.cfg.budget_s  # the final evaluation, checkpoint and plot
-        self.total = max(self.step + 1, self.step + int((left - reserve) / per_step))
+        per_step = (self.clock() - self._size_start[1]) / (self.step - self._size_start[0])
+        tick = self.clock()
+        self._record_eval(self.held_csv)
+        eval_s = self.clock() - tick
+        tick = self.clock()
+        self.save(complete=False)
+        save_s = self.clock() - tick
+        amortised = per_step + eval_s / self.cfg.eval_every + save_s / self.cfg.save_every
+        left = self.cfg.budget_s - (self.clock() - self.t0)
+        reserve = 0.1 * self.cfg.budget_s + eval_s + save_s  # the final evaluation, checkpoint and plot
+        self.total = max(self.step + 1, self.step + int((left - reserve) / amortised))
         self.schedule = {"steps": self.total, "sized_from_budget": {
-            "budget_s": self.cfg.budget_s, "ms_per_step": round(per_step * 1e3, 2), "timed_steps":
-            [self._size_start[0] + 1, self.step], "at_s": round(time.perf_counter() - self.t0, 1)}}
-        self.log(f"schedule sized from the budget: {per_step * 1e3:.1f} ms/step after warm-up → {self.total} steps")
+            "budget_s": self.cfg.budget_s, "ms_per_step": round(per_step * 1e3, 2),
+            "eval_s": round(eval_s, 3), "checkpoint_s": round(save_s, 3), "timed_steps":
+            [self._size_start[0] + 1, self.step], "at_s": round(self.clock() - self.t0, 1)}}
+        self.log(f"schedule sized from the budget: {per_step * 1e3:.1f} ms/step after warm-up, evaluation "
+                 f"{eval_s:.1f} s every {self.cfg.eval_every}, checkpoint {save_s:.1f} s every "
+                 f"{self.cfg.save_every} → {self.total} steps")
 
     def _out_of_budget(self) -> bool:
-        return bool(self.cfg.budget_s) and time.perf_counter() - self.t0 > self.cfg.budget_s * 0.95
+        return bool(self.cfg.budget_s) and self.clock() - self.t0 > self.cfg.budget_s * 0.95
 
 
-def train_policy(cfg: BCConfig, out: Path, log: Callable[[str], None] = print) -> Path:
-    return Trainer(cfg, out, log).run()
+def train_policy(cfg: BCConfig, out: Path, log: Callable[[str], None] = print,
+                 clock: Callable[[], float] = time.perf_counter) -> Path:
+    return Trainer(cfg, out, log, clock).run()
 
 
 def _repair_checkpoint_dir(out: Path) -> None:
