@@ -67,7 +67,7 @@ def flops(
     text_tokens: Annotated[int, typer.Option(min=1, help="prompt tokens after BOS (n = 1 + 256 + this)")] = 28,
 ) -> None:
     """MACs/FLOPs breakdown of one baseline policy step (meta device: no weights needed)."""
-    from bench.profiler.flops import policy_step_macs
+    from bench.models.accounting import policy_step_macs
 
     name = "tiny" if policy in ("tiny", "tiny-openvla") else policy
     r = policy_step_macs(name, text_tokens).report()

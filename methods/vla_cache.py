@@ -23,10 +23,9 @@ import numpy as np
 import torch
 
 from bench.models.steering import PrefillState, Steering
-from methods.common import IMAGE_START, head_mean
+from methods.common import ATTN_LAYER, IMAGE_START, head_mean, text_to_vision
 
 REUSE_LAYERS = (2, 6, 9, 11)
-ATTN_LAYER = 15
 PATCH = 14
 
 
@@ -58,14 +57,6 @@ def static_patches(frame: np.ndarray, prev: np.ndarray, threshold: float, top_k:
     sim = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-8)
     idx = np.nonzero(sim >= threshold)[0]
     return idx[np.argsort(-sim[idx], kind="stable")][:top_k]
-
-
-def text_to_vision(attn: torch.Tensor, query_slots: torch.Tensor, n_visual: int, text_rows: int) -> torch.Tensor:
-    """Head-mean attention from the text queries (slots 257..257+text_rows) to each visual token."""
-    a = head_mean(attn)
-    start = IMAGE_START + n_visual
-    rows = (query_slots >= start) & (query_slots < start + text_rows)
-    return a[rows][:, IMAGE_START : IMAGE_START + n_visual].mean(0)
 
 
 def attention_entropy(attn: torch.Tensor) -> float:

@@ -2,7 +2,8 @@
 
 import torch
 
-from bench.profiler.flops import MacMeter, policy_step_macs
+from bench.models.accounting import policy_step_macs
+from bench.profiler.flops import MacMeter
 
 
 def test_openvla_7b_paper_convention_prefill():

@@ -105,8 +105,9 @@ def test_demo_mode_targets_are_the_demo_actions(tmp_path):
     """``bench train lac --data``: frames and targets come from a LIBERO-layout demo file, not from rollouts."""
     from bench.demos.hdf5 import load_demos
     from bench.policies import TINY_CHECKPOINT, OpenVLAPolicy
-    from bench.train.bc_data import env_to_model_gripper, normalize
+    from bench.train.bc_data import normalize
     from bench.train.bc_forward import action_tokens
+    from bench.train.demo_frames import env_to_model_gripper
     from bench.train.lac import LACTrainConfig, train_lac
     from bench.train.lac_data import SaliencyProbe
     from tests.conftest import fake_demo_file

@@ -7,9 +7,10 @@ import torch
 from bench.models.steering import PrefillState, Steering
 from bench.policies import load_openvla_policy
 from bench.run_command import build_method
+from methods.common import text_to_vision
 from methods.fastv import FastV, FastVConfig, fastv_keep
 from methods.sparsevlm import SparseVLM, SparseVLMConfig, dpc_knn, select_raters
-from methods.vla_cache import VLACache, VLACacheConfig, reuse_schedule, static_patches, text_to_vision
+from methods.vla_cache import VLACache, VLACacheConfig, reuse_schedule, static_patches
 
 # ---------- invariants on the shipped tiny model (32 layers, 256 visual tokens) ----------
 

@@ -9,8 +9,8 @@ from bench.models.checkpoint import load_openvla
 from bench.models.openvla import normalize_pixels
 from bench.models.tokenizer import build_word_tokenizer, openvla_prompt
 from bench.policies import gripper_to_env
-from bench.train.bc_data import env_to_model_gripper
 from bench.train.bc_forward import PromptTable, action_logits, action_tokens
+from bench.train.demo_frames import env_to_model_gripper
 from tests.conftest import fake_demo_file
 
 WORDS = ["pick", "up", "the", "ketchup", "and", "place", "it", "in", "basket", "put", "bowl", "on", "plate"]

@@ -1,7 +1,7 @@
 """Behaviour-cloning data: demos → (224 px image, prompt ids, 7 action tokens) samples.
 
 Two stages, so that a pack (``bench/train/pack.py``) can sit between them:
-1. ``DemoFrames``: frames through the evaluation chain up to the resize (180° rotation, JPEG round trip,
+1. ``DemoFrames`` (``demo_frames.py``): frames through the evaluation chain up to the resize (180° rotation, JPEG round trip,
    lanczos3 to 224) and un-normalised actions with the gripper mapped from robosuite (−1 open, +1 close) to
    OpenVLA's [0, 1] (1 = open). Read from LIBERO-layout HDF5 files or from a pack.
 2. ``BCDataset``: the arm dims normalised with per-suite q01/q99 (stored as the checkpoint's ``norm_stats``;
@@ -12,30 +12,17 @@ policy applies at evaluation, as OpenVLA does.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench.errors import BenchError, reading
+from bench.errors import BenchError
 from bench.models.tokenizer import openvla_prompt
 from bench.train.bc_forward import action_tokens
-
-
-def env_to_model_gripper(a: np.ndarray) -> np.ndarray:
-    """Inverse of ``policies.gripper_to_env``: robosuite −1 (open) … +1 (close) → 1 (open) … 0 (close)."""
-    return (1.0 - np.clip(a, -1, 1)) / 2.0
-
-
-def norm_stats(actions: np.ndarray) -> dict:
-    """OpenVLA-style statistics of one suite's actions (q01/q99 used for normalisation, gripper unmasked)."""
-    return {"action": {"q01": np.quantile(actions, 0.01, axis=0).tolist(), "q99": np.quantile(actions, 0.99, axis=0).tolist(),
-                       "mean": actions.mean(0).tolist(), "std": actions.std(0).tolist(),
-                       "min": actions.min(0).tolist(), "max": actions.max(0).tolist(), "mask": [True] * 6 + [False]},
-            "num_transitions": len(actions)}
+from bench.train.demo_frames import DemoFrames, read_hdf5_demos
+from bench.train.pack import is_pack, load_pack
 
 
 def normalize(actions: np.ndarray, stats: dict) -> np.ndarray:
@@ -45,63 +32,8 @@ def normalize(actions: np.ndarray, stats: dict) -> np.ndarray:
     return out
 
 
-@dataclass
-class DemoFrames:
-    """Demos after the evaluation image chain, before tokenisation: what a pack stores."""
-
-    frames: np.ndarray  # [N, 224, 224, 3] uint8
-    actions: np.ndarray  # [N, 7] float64, arm un-normalised, gripper 1 = open … 0 = closed
-    demo_index: np.ndarray  # [N] int32: which entry of ``demos`` each frame belongs to
-    demos: list[dict]  # per demo: instruction, suite, source, frames
-
-    def __len__(self) -> int:
-        return len(self.actions)
-
-    def suite_stats(self) -> dict[str, dict]:
-        suites = np.array([d["suite"] for d in self.demos])[self.demo_index]
-        return {s: norm_stats(self.actions[suites == s]) for s in sorted(set(suites))}
-
-    @staticmethod
-    def concat(parts: list[DemoFrames]) -> DemoFrames:
-        offsets = np.cumsum([0] + [len(p.demos) for p in parts[:-1]])
-        return DemoFrames(np.concatenate([p.frames for p in parts]), np.concatenate([p.actions for p in parts]),
-                          np.concatenate([p.demo_index + o for p, o in zip(parts, offsets, strict=True)]).astype(np.int32),
-                          [d for p in parts for d in p.demos])
-
-
-def suite_of(path: Path) -> str:
-    import h5py
-
-    with reading(path, "LIBERO-layout demo file"), h5py.File(path, "r") as f:
-        args = json.loads(f["data"].attrs.get("env_args", "{}"))
-    return args.get("suite") or path.parent.name
-
-
-def read_hdf5_demos(root: str | Path, size: int = 224, log: Callable[[str], None] = print) -> DemoFrames:
-    """Every demo under ``root`` (a LIBERO-layout .hdf5 file or a folder of them), through the image chain."""
-    from bench.demos.hdf5 import demo_files, load_demos
-    from envs.preprocessing import jpeg_round_trip, resize_lanczos3, rotate_180
-
-    frames, actions, index, demos = [], [], [], []
-    for path in demo_files(root):
-        suite = suite_of(path)
-        for demo in load_demos(path):
-            a = demo.actions.astype(np.float64).copy()
-            a[:, 6] = env_to_model_gripper(a[:, 6])
-            frames.append(np.stack([resize_lanczos3(jpeg_round_trip(rotate_180(f)), size) for f in demo.agentview]))
-            actions.append(a)
-            index.append(np.full(len(a), len(demos), np.int32))
-            demos.append({"instruction": demo.instruction, "suite": suite, "source": demo.name, "frames": len(a)})
-        log(f"loaded {path.name}")
-    if not demos:
-        raise BenchError(f"no .hdf5 demo files under {root}")
-    return DemoFrames(np.concatenate(frames), np.concatenate(actions), np.concatenate(index), demos)
-
-
 def read_demo_frames(roots: list[str], log: Callable[[str], None] = print) -> DemoFrames:
     """Each root is a pack folder (``pack.json``) or LIBERO-layout HDF5 demos."""
-    from bench.train.pack import is_pack, load_pack
-
     if not roots:
         raise BenchError("no training data given")
     return DemoFrames.concat([load_pack(r, log=log) if is_pack(r) else read_hdf5_demos(r, log=log) for r in roots])

@@ -13,7 +13,7 @@ import torch
 
 from bench.errors import BenchError, reading
 from bench.models.steering import PrefillState, Steering
-from methods.vla_cache import ATTN_LAYER, text_to_vision
+from methods.common import ATTN_LAYER, text_to_vision
 
 
 class SaliencyProbe(Steering):
@@ -74,8 +74,9 @@ def collect_demos(policy: Any, roots: list[str], n_demos: int, steps: int, path:
     if path.exists():
         return load_npz(path)
     from bench.demos.hdf5 import demo_files, load_demos
-    from bench.train.bc_data import env_to_model_gripper, normalize
+    from bench.train.bc_data import normalize
     from bench.train.bc_forward import action_tokens
+    from bench.train.demo_frames import env_to_model_gripper
 
     probe = _probe(policy)
     files = [f for root in roots for f in demo_files(root)]

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import BenchError, reading
-from bench.train.bc_data import DemoFrames
+from bench.train.demo_frames import DemoFrames
 
 PACK_VERSION = 1
 DECODER_TOLERANCE = 1.0  # max |Δ frame mean| (levels) between two decoders before the loader refuses

@@ -21,10 +21,9 @@ import torch
 from safetensors.torch import load_file
 
 from bench.models.steering import PrefillState, Steering
-from methods.common import IMAGE_START
+from methods.common import ATTN_LAYER, IMAGE_START, text_to_vision
 from methods.lac.flow import lac_input
 from methods.lac.nets import CANDIDATE_RATIOS, LACNet
-from methods.vla_cache import ATTN_LAYER, text_to_vision
 
 ASSETS = Path(__file__).resolve().parents[2] / "bench" / "assets" / "lac-tiny"
 WEIGHTS = {"full": "lac.safetensors", "no-stage1": "lac_no_stage1.safetensors", "language": "lac_language.safetensors"}
