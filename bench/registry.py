@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.errors import unknown_name
+from envs.libero import MAX_STEPS as LIBERO_MAX_STEPS
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ METHODS.add("lac-no-stage1", "methods.lac.method:LAC", "LAC ablation: modules tr
 METHODS.add("lac-language", "methods.lac.method:LAC", "LAC ablation: language-guided selector instead of flow",
             weights="language", motion="language")
 
-for _name, _steps in {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520, "libero_90": 400}.items():
+for _name, _steps in LIBERO_MAX_STEPS.items():
     SUITES.add(
         _name,
         "envs.libero:LiberoSuite",

@@ -109,6 +109,15 @@ class LiberoTask:
         self._resets_done = 10**9  # the official reset chain must be replayed from scratch afterwards
         return obs
 
+    def start(self, init_index: int | None, seed: int = 0) -> dict[str, np.ndarray]:
+        """Reset (official init state ``init_index``, or a fresh placement seeded by ``seed`` when it is None),
+        then the protocol's settle steps; returns the first observation a policy or the expert acts on."""
+        obs = self.reset(init_index) if init_index is not None else self.reset_random(seed)
+        for _ in range(self.protocol.wait_steps):
+            raise_if_interrupted()
+            obs, _ = self.step(np.asarray(self.protocol.wait_action))
+        return obs
+
     @property
     def env(self) -> Any:
         """The LIBERO ``OffScreenRenderEnv`` (its ``.env`` is the robosuite problem with the sim)."""

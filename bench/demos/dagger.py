@@ -68,9 +68,7 @@ def dagger_round(policy, suite: str, tasks: list[int] | None, episodes: int, out
 
 def labelled_rollout(policy, task, seed: int, takeover: int) -> tuple[ExpertEpisode, dict]:
     protocol = task.protocol
-    obs = task.reset_random(seed)
-    for _ in range(protocol.wait_steps):
-        obs, _ = task.step(np.asarray(protocol.wait_action))
+    obs = task.start(None, seed)
     policy.reset(task.instruction, seed)
     env = task.env
     ep, phases, saved, solved = ExpertEpisode(success=False, steps=0), Counter(), None, False

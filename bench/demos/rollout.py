@@ -27,9 +27,7 @@ def run_expert(task: LiberoTask, init_index: int | None, noise: float = 0.0, see
     """Reset (official init state, or a fresh placement seeded by ``seed`` when ``init_index`` is None),
     settle, then let the expert act until success or the step budget."""
     protocol = task.protocol
-    obs = task.reset(init_index) if init_index is not None else task.reset_random(seed)
-    for _ in range(protocol.wait_steps):
-        obs, _ = task.step(np.asarray(protocol.wait_action))
+    obs = task.start(init_index, seed)
     env = task.env
     rng = np.random.default_rng(seed)
     ep = ExpertEpisode(success=False, steps=0)

@@ -21,10 +21,8 @@ def record_trace(suite_name: str, task_id: int, steps: int, out: Path) -> Path:
     task = suite.task(task_id)
     policy = load_openvla_policy("tiny-openvla", None, Baseline(), suite_name)
     try:
-        obs = task.reset(0)
+        obs = task.start(0)
         policy.reset(task.instruction, 0)
-        for _ in range(suite.protocol.wait_steps):
-            obs, _ = task.step(np.asarray(suite.protocol.wait_action))
         frames = []
         for _ in range(steps):
             frames.append(obs["agentview_image"].copy())

@@ -47,10 +47,8 @@ def collect(policy: Any, suite_name: str, tasks: list[int], episodes: int, steps
     frames, instructions, saliency, tokens = [], [], [], []
     for e in range(episodes):
         task = suite.task(tasks[e % len(tasks)])
-        obs = task.reset(e // len(tasks))
+        obs = task.start(e // len(tasks))
         policy.reset(task.instruction, e)
-        for _ in range(suite.protocol.wait_steps):
-            obs, _ = task.step(np.asarray(suite.protocol.wait_action))
         ep_frames, ep_sal, ep_tok = [], [], []
         for _ in range(steps):
             action, _ = policy.act(obs)
