@@ -13,16 +13,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("bench", "methods", "envs")
 
-# What each lower layer may import from ``bench`` (module-name prefixes); everything else in bench is above it.
+# The core (module-name prefixes): all that the lower layers may import from ``bench``.
 CORE = ("bench.errors", "bench.interrupt", "bench.render", "bench.models", "bench.profiler.flops",
         "bench.profiler.timing")
-ALLOWED_FROM_BENCH = {
-    "bench.models": CORE,
-    "bench.profiler.flops": CORE,
-    "bench.profiler.timing": CORE,
-    "methods": CORE,
-    "envs": CORE,
-}
+LOWER_LAYERS = ("bench.models", "bench.profiler.flops", "bench.profiler.timing", "methods", "envs")
+
+
+def _within(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
 
 
 def _modules() -> dict[str, Path]:
@@ -48,11 +46,9 @@ def _import_graph() -> nx.DiGraph:
                 base = node.module or ""
                 if node.level:
                     base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
-                targets = [f"{base}.{a.name}" for a in node.names] + [base]
-            for target in targets:
-                if target in modules and target != name:
-                    graph.add_edge(name, target)
-                    break
+                # ``from pkg import mod`` imports the submodule; ``from mod import name`` the module itself
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+            graph.add_edges_from((name, t) for t in targets if t in modules and t != name)
     return graph
 
 
@@ -73,16 +69,13 @@ def test_no_import_cycles(graph):
 def test_no_method_imports_another_method(graph):
     def method_of(module: str) -> str | None:
         parts = module.split(".")
-        return None if parts[0] != "methods" or parts[1] == "common" else parts[1]
+        return parts[1] if len(parts) > 1 and parts[0] == "methods" and parts[1] != "common" else None
 
     crossing = [(a, b) for a, b in graph.edges if method_of(a) and method_of(b) and method_of(a) != method_of(b)]
     assert not crossing, f"methods share code through methods/common.py, not each other: {crossing}"
 
 
 def test_lower_layers_do_not_import_upwards(graph):
-    upward = []
-    for a, b in graph.edges:
-        layer = next((k for k in ALLOWED_FROM_BENCH if a == k or a.startswith(k + ".")), None)
-        if layer and b.startswith("bench") and not any(b == c or b.startswith(c + ".") for c in CORE):
-            upward.append((a, b))
+    upward = [(a, b) for a, b in graph.edges
+              if _within(a, LOWER_LAYERS) and _within(b, ("bench",)) and not _within(b, CORE)]
     assert not upward, f"imports from a lower layer into the harness/analysis/CLI: {upward}"

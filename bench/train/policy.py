@@ -142,6 +142,7 @@ class Trainer:
         self.clock = clock  # injectable so budget sizing is testable without depending on machine load
         self.t0 = clock()
         self.cfg, self.out, self.log = cfg, out, log
+        self.held_csv = out / "heldout.csv"
         self.device = resolve_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -263,7 +264,6 @@ class Trainer:
         loss_log = (self.out / "loss.csv").open("a")
         if self.step == 0:
             loss_log.write("step,loss,token_acc,lr,seconds\n")
-        held = self.held_csv = self.out / "heldout.csv"
         while self.total is None or self.step < self.total:
             if self._out_of_budget():
                 self.stopped_by_budget = True
@@ -283,18 +283,18 @@ class Trainer:
                 self.log(f"step {self.step}/{self.total or '?'}  loss {loss.item():.3f}  token acc {acc.item():.3f}  "
                          f"{(self.clock() - self.t0) / 60:.1f} min")
             if self.step % cfg.eval_every == 0 or self.step == self.total:
-                self._record_eval(held)
+                self._record_eval()
             if self.step % cfg.save_every == 0 and self.step != self.total:
                 self.save(complete=False)
         loss_log.close()
         if not self.history or self.history[-1]["step"] != self.step:
-            self._record_eval(held)
+            self._record_eval()
         final = self.save(complete=not self.stopped_by_budget)
         plot_loss(self.out / "loss.csv", self.out / "loss_curve.png")
         return final
 
-    def _record_eval(self, csv: Path) -> None:
-        ev = self.evaluate()
+    def _record_eval(self) -> None:
+        csv, ev = self.held_csv, self.evaluate()
         if not ev:
             return
         self.history.append({"step": self.step, **ev})
@@ -320,7 +320,7 @@ class Trainer:
             return
         per_step = (self.clock() - self._size_start[1]) / (self.step - self._size_start[0])
         tick = self.clock()
-        self._record_eval(self.held_csv)
+        self._record_eval()
         eval_s = self.clock() - tick
         tick = self.clock()
         self.save(complete=False)
