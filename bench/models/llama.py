@@ -75,22 +75,98 @@ class KVCache:
         self.pos[layer, slots] = pos
 
 
+class LlamaAttention(nn.Module):
+    """Grouped-query self-attention with HF's parameter names (``q_proj`` … ``o_proj``) and RoPE."""
+
+    def __init__(self, cfg: LlamaConfig) -> None:
+        super().__init__()
+        d, kv = cfg.hidden_size, cfg.num_key_value_heads * cfg.head_dim
+        self.n_heads, self.n_kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        self.q_proj = nn.Linear(d, d, bias=False)
+        self.k_proj = nn.Linear(d, kv, bias=False)
+        self.v_proj = nn.Linear(d, kv, bias=False)
+        self.o_proj = nn.Linear(d, d, bias=False)
+
+    def qkv(self, h: torch.Tensor, cos_sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Normed rows [B, n, D] → q [B, H, n, hd], k and v [B, KV, n, hd]; q and k rotated at ``cos_sin``."""
+        B, n, _ = h.shape
+        q = self.q_proj(h).view(B, n, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(h).view(B, n, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(h).view(B, n, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        return rope(q, cos_sin), rope(k, cos_sin), v
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
+               is_causal: bool = False) -> torch.Tensor:
+        """SDPA over the given keys, then the output projection: [B, H, n, hd] → [B, n, D]."""
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+                                             enable_gqa=self.n_kv_heads != self.n_heads)
+        B, _, n, _ = out.shape
+        return self.o_proj(out.transpose(1, 2).reshape(B, n, self.n_heads * self.head_dim))
+
+    def probabilities(self, q: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Attention probabilities [H, n, n_keys] in fp32, computed beside SDPA (for methods' statistics)."""
+        n = q.shape[2]
+        groups = self.n_heads // self.n_kv_heads
+        kk = keys.repeat_interleave(groups, dim=1) if groups > 1 else keys
+        scores = (q.float() @ kk.float().transpose(-1, -2)) / math.sqrt(self.head_dim)
+        if mask is None and n > 1:
+            mask = torch.ones(n, n, dtype=torch.bool, device=q.device).tril()
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return scores.softmax(-1)[0]
+
+
+class LlamaMLP(nn.Module):
+    """SwiGLU feed-forward with HF's parameter names."""
+
+    def __init__(self, cfg: LlamaConfig) -> None:
+        super().__init__()
+        d, m = cfg.hidden_size, cfg.intermediate_size
+        self.gate_proj = nn.Linear(d, m, bias=False)
+        self.up_proj = nn.Linear(d, m, bias=False)
+        self.down_proj = nn.Linear(m, d, bias=False)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(h)) * self.up_proj(h))
+
+
+def soft_mixed_kv(mix: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCache, layer: int,
+                  slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """LAC's differentiable relaxation: per row, m · fresh + (1 − m) · the cached K/V of the previous step."""
+    m = mix[slots].to(k.dtype)[None, None, :, None]
+    return m * k + (1 - m) * cache.k[layer][:, :, slots].detach(), m * v + (1 - m) * cache.v[layer][:, :, slots].detach()
+
+
+def key_mask(cache: KVCache, layer: int, pos: torch.Tensor, causal: bool) -> torch.Tensor:
+    """[n, capacity]: a query sees every live slot of the layer (and, when causal, none at a later position)."""
+    mask = cache.live[layer][None, :].expand(pos.shape[0], -1)
+    return mask & (cache.pos[layer][None, :] <= pos[:, None]) if causal else mask
+
+
+def count_layer_macs(meter: MacMeter, cfg: LlamaConfig, n: int, n_keys: int, region: str, with_probs: bool) -> None:
+    """MACs of one layer for ``n`` query rows over ``n_keys`` keys (q/o, k/v, QK^T + AV, SwiGLU)."""
+    d, m, kv = cfg.hidden_size, cfg.intermediate_size, cfg.num_key_value_heads * cfg.head_dim
+    meter.add(region, 2 * n * d * d + 2 * n * d * kv + 2 * n * n_keys * d + 3 * n * d * m)
+    if with_probs:
+        meter.add("method_attn_stats", n * n_keys * d)
+    if region == "prefill":
+        meter.add_paper_layer(n, d, m)
+
+
 class DecoderLayer(nn.Module):
     def __init__(self, cfg: LlamaConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        d, kv = cfg.hidden_size, cfg.num_key_value_heads * cfg.head_dim
-        self.input_layernorm = RMSNorm(d, cfg.rms_norm_eps)
-        self.post_attention_layernorm = RMSNorm(d, cfg.rms_norm_eps)
-        self.self_attn = nn.Module()
-        self.self_attn.q_proj = nn.Linear(d, d, bias=False)
-        self.self_attn.k_proj = nn.Linear(d, kv, bias=False)
-        self.self_attn.v_proj = nn.Linear(d, kv, bias=False)
-        self.self_attn.o_proj = nn.Linear(d, d, bias=False)
-        self.mlp = nn.Module()
-        self.mlp.gate_proj = nn.Linear(d, cfg.intermediate_size, bias=False)
-        self.mlp.up_proj = nn.Linear(d, cfg.intermediate_size, bias=False)
-        self.mlp.down_proj = nn.Linear(cfg.intermediate_size, d, bias=False)
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.self_attn = LlamaAttention(cfg)
+        self.mlp = LlamaMLP(cfg)
+
+    def causal_forward(self, x: torch.Tensor, cos_sin: torch.Tensor) -> torch.Tensor:
+        """A plain causal pass over a batch [B, L, D] without a cache (the behaviour-cloning forward)."""
+        q, k, v = self.self_attn.qkv(self.input_layernorm(x), cos_sin)
+        x = x + self.self_attn.attend(q, k, v, is_causal=True)
+        return x + self.mlp(self.post_attention_layernorm(x))
 
     def forward(
         self,
@@ -108,7 +184,7 @@ class DecoderLayer(nn.Module):
         meter: MacMeter | None = None,
         region: str = "prefill",
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Run the rows ``x`` (at ``slots``/``pos``) through the layer.
+        """Run the rows ``x`` (at ``slots``/``pos``) through the layer, writing their K/V to the cache.
 
         ``plain``: the rows are exactly the live slots in position order (a causal square prefill), so
         SDPA runs on the fresh K/V with ``is_causal``. Otherwise the queries attend to every live slot
@@ -116,48 +192,21 @@ class DecoderLayer(nn.Module):
         have one column per cache slot. Nothing here reads tensor values back to Python (no GPU sync;
         works on the meta device), so ``n_keys`` is passed in for the MAC count.
         """
-        cfg, a = self.cfg, self.self_attn
-        n, H, KV, hd = x.shape[1], cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
-        h = self.input_layernorm(x)
-        q = a.q_proj(h).view(1, n, H, hd).transpose(1, 2)
-        k = a.k_proj(h).view(1, n, KV, hd).transpose(1, 2)
-        v = a.v_proj(h).view(1, n, KV, hd).transpose(1, 2)
-        cos_sin = cache.rope[:, pos]
-        q, k = rope(q, cos_sin), rope(k, cos_sin)
+        attn, n = self.self_attn, x.shape[1]
+        q, k, v = attn.qkv(self.input_layernorm(x), cache.rope[:, pos])
         if soft_mix is not None:
-            m = soft_mix[slots].to(k.dtype)[None, None, :, None]
-            k = m * k + (1 - m) * cache.k[layer][:, :, slots].detach()
-            v = m * v + (1 - m) * cache.v[layer][:, :, slots].detach()
+            k, v = soft_mixed_kv(soft_mix, k, v, cache, layer, slots)
         cache.write(layer, slots, k, v, pos)
-        gqa = KV != H
         if plain and causal:
             keys, mask = k, None
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=bool(n > 1), enable_gqa=gqa)
+            x = x + attn.attend(q, k, v, is_causal=bool(n > 1))
         else:
-            keys, values = cache.k[layer], cache.v[layer]
-            mask = cache.live[layer][None, :].expand(n, -1)
-            if causal:
-                mask = mask & (cache.pos[layer][None, :] <= pos[:, None])
-            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=gqa)
-        probs = None
-        if want_probs:
-            kk = keys.repeat_interleave(H // KV, dim=1) if gqa else keys
-            scores = (q.float() @ kk.float().transpose(-1, -2)) / math.sqrt(hd)
-            if mask is None and n > 1:
-                mask = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
-            if mask is not None:
-                scores = scores.masked_fill(~mask, float("-inf"))
-            probs = scores.softmax(-1)[0]
-        x = x + a.o_proj(out.transpose(1, 2).reshape(1, n, H * hd))
-        h = self.post_attention_layernorm(x)
-        x = x + self.mlp.down_proj(F.silu(self.mlp.gate_proj(h)) * self.mlp.up_proj(h))
+            keys, mask = cache.k[layer], key_mask(cache, layer, pos, causal)
+            x = x + attn.attend(q, keys, cache.v[layer], mask)
+        probs = attn.probabilities(q, keys, mask) if want_probs else None
+        x = x + self.mlp(self.post_attention_layernorm(x))
         if meter is not None:
-            d, m_ = cfg.hidden_size, cfg.intermediate_size
-            meter.add(region, 2 * n * d * d + 2 * n * d * KV * hd + 2 * n * n_keys * d + 3 * n * d * m_)
-            if want_probs:
-                meter.add("method_attn_stats", n * n_keys * d)
-            if region == "prefill":
-                meter.add_paper_layer(n, d, m_)
+            count_layer_macs(meter, self.cfg, n, n_keys, region, want_probs)
         return x, probs
 
 

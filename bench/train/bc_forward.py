@@ -1,8 +1,8 @@
 """Batched, differentiable teacher-forced forward of the native OpenVLA (for behaviour cloning).
 
 The inference executor is batch-1 and slot-indexed; training needs a plain causal forward over a batch.
-This one reuses the same modules (so the weights are the checkpoint's) and is pinned to the executor's
-logits in ``tests/test_train_policy.py``. Sequences are ``[BOS] + 256 patches + prompt + empty + 6 action
+This one runs the same decoder layers (``DecoderLayer.causal_forward``: the same attention and MLP modules)
+and is pinned to the executor's logits in ``tests/test_train_policy.py``. Sequences are ``[BOS] + 256 patches + prompt + empty + 6 action
 tokens``, right-padded and built vectorised: with causal attention the padding never reaches the positions that are scored.
 """
 
@@ -14,27 +14,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.models.llama import LlamaExecutor, rope, rope_table
+from bench.models.llama import LlamaExecutor, rope_table
 from bench.models.openvla import ACTION_DIM, OpenVLA
 
 
 def causal_hidden(lm: LlamaExecutor, embeds: torch.Tensor) -> torch.Tensor:
-    """Final-norm hidden states of a causal forward over ``embeds`` [B, L, D]."""
+    """Final-norm hidden states of a causal forward over ``embeds`` [B, L, D], through the executor's own layers."""
     cfg = lm.cfg
-    B, L, _ = embeds.shape
-    H, KV, hd = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
-    cos_sin = rope_table(hd, cfg.rope_theta, L, embeds.device)
+    cos_sin = rope_table(cfg.head_dim, cfg.rope_theta, embeds.shape[1], embeds.device)
     x = embeds
     for layer in lm.model.layers:
-        a, mlp = layer.self_attn, layer.mlp
-        h = layer.input_layernorm(x)
-        q = rope(a.q_proj(h).view(B, L, H, hd).transpose(1, 2), cos_sin)
-        k = rope(a.k_proj(h).view(B, L, KV, hd).transpose(1, 2), cos_sin)
-        v = a.v_proj(h).view(B, L, KV, hd).transpose(1, 2)
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=KV != H)
-        x = x + a.o_proj(out.transpose(1, 2).reshape(B, L, H * hd))
-        h = layer.post_attention_layernorm(x)
-        x = x + mlp.down_proj(F.silu(mlp.gate_proj(h)) * mlp.up_proj(h))
+        x = layer.causal_forward(x, cos_sin)
     return lm.model.norm(x)
 
 
