@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import records as R
 from bench.errors import BenchError, reading
 from bench.stats import PairedComparison, paired_compare, wilson_interval
 from bench.store import EPISODES, MANIFEST, latest_by_key, read_episodes, read_manifest
@@ -16,6 +17,9 @@ from bench.store import EPISODES, MANIFEST, latest_by_key, read_episodes, read_m
 # Every other field (suite, max steps, protocol, policy and its weights, seed) must match.
 MAY_DIFFER = ("method", "method_params", "protocol.device", "protocol.dtype", "tasks", "episodes_per_task")
 
+MEAN_PAPER_MACS = R.summary_field(R.PAPER_PREFILL_MACS, "mean")
+MEDIAN_STEP_S = R.summary_field(R.TIME_STEP_S, "median")
+
 
 @dataclass
 class RunEpisodes:
@@ -24,12 +28,12 @@ class RunEpisodes:
     spec: dict[str, Any]
 
     def metric(self, field: str) -> float:
-        vals = [r["summary"][field] for r in self.records.values() if r["status"] == "ok" and field in r["summary"]]
+        vals = [r[R.SUMMARY][field] for r in self.records.values() if r[R.STATUS] == "ok" and field in r[R.SUMMARY]]
         return statistics.median(vals) if vals else float("nan")
 
     @property
     def errors(self) -> int:
-        return sum(r["status"] == "error" for r in self.records.values())
+        return sum(r[R.STATUS] == "error" for r in self.records.values())
 
 
 def load_run(path: Path) -> RunEpisodes:
@@ -74,7 +78,7 @@ def pair(a: RunEpisodes, b: RunEpisodes) -> tuple[list[str], PairedComparison]:
     keys = sorted(set(a.records) & set(b.records))
     if not keys:
         raise BenchError(f"{a.label} and {b.label} share no episode keys: they cannot be compared")
-    return keys, paired_compare([bool(a.records[k]["success"]) for k in keys], [bool(b.records[k]["success"]) for k in keys])
+    return keys, paired_compare([bool(a.records[k][R.SUCCESS]) for k in keys], [bool(b.records[k][R.SUCCESS]) for k in keys])
 
 
 def comparison_rows(a: RunEpisodes, b: RunEpisodes) -> list[tuple[str, str, str]]:
@@ -89,10 +93,10 @@ def comparison_rows(a: RunEpisodes, b: RunEpisodes) -> list[tuple[str, str, str]
             ("errors", str(a.errors), str(b.errors)),
             ("discordant: only A / only B", str(pc.b), str(pc.c)),
             ("B − A success [95% CI], exact McNemar p", "", f"{pc.diff:+.1%} [{pc.diff_low:+.1%}, {pc.diff_high:+.1%}], p = {pc.p_value:.3g}")]
-    for field, label, scale in (("paper_prefill_macs_mean", "paper prefill GMACs/step (median)", 1e-9),
-                                ("macs_total_mean", "total GMACs/step (median)", 1e-9),
-                                ("time_step_s_median", "step latency ms (median)", 1e3),
-                                ("time_prefill_s_median", "prefill latency ms (median)", 1e3)):
+    for field, label, scale in ((MEAN_PAPER_MACS, "paper prefill GMACs/step (median)", 1e-9),
+                                (R.summary_field(R.MACS_TOTAL, "mean"), "total GMACs/step (median)", 1e-9),
+                                (MEDIAN_STEP_S, "step latency ms (median)", 1e3),
+                                (R.summary_field(R.TIME_PREFILL_S, "median"), "prefill latency ms (median)", 1e3)):
         va, vb = a.metric(field), b.metric(field)
         rows.append((label, f"{va * scale:.3f}", f"{vb * scale:.3f} ({vb / va:.2f}×)" if va else f"{vb * scale:.3f}"))
     return rows
@@ -122,8 +126,8 @@ def check(baseline: RunEpisodes, candidate: RunEpisodes, alpha: float, max_flops
         line + (": significant drop" if drop and pc.p_value < alpha else ": no significant drop"))
     if candidate.errors > max_errors:
         reasons.append(f"{candidate.errors} episodes ended in errors (allowed {max_errors})")
-    for limit, field, label in ((max_flops_increase, "paper_prefill_macs_mean", "paper prefill MACs"),
-                                (max_latency_increase, "time_step_s_median", "median step latency")):
+    for limit, field, label in ((max_flops_increase, MEAN_PAPER_MACS, "paper prefill MACs"),
+                                (max_latency_increase, MEDIAN_STEP_S, "median step latency")):
         if limit is None:
             continue
         va, vb = baseline.metric(field), candidate.metric(field)

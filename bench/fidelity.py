@@ -37,9 +37,9 @@ def replay(policy: Any, frames: np.ndarray, instruction: str) -> dict[str, list]
     policy.reset(instruction, 0)
     tokens, actions = [], []
     for frame in frames:
-        action, _ = policy.act({"agentview_image": frame})
-        tokens.append([int(t) for t in policy.last_tokens])
-        actions.append([float(a) for a in action])
+        step = policy.act({"agentview_image": frame})
+        tokens.append([int(t) for t in step.tokens])
+        actions.append([float(a) for a in step.action])
     return {"tokens": tokens, "actions": actions}
 
 

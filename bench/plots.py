@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from bench import records as R
+
 REGIONS = ("vision", "projector", "prefill", "decode", "lm_head", "method_attn_stats", "method_lac_cnn")
 
 
@@ -41,7 +43,7 @@ def mac_breakdown(step_means: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
     bottom = np.zeros(len(step_means))
     for region in REGIONS:
-        col = f"macs_{region}"
+        col = R.macs_field(region)
         if col in step_means:
             vals = step_means[col].fillna(0).to_numpy() / 1e9
             ax.bar(step_means.index, vals, bottom=bottom, label=region)
@@ -59,8 +61,8 @@ def cache_ratio_over_episode(series: dict[str, pd.DataFrame], path: Path) -> Non
     """Per-step cache ratio and visual tokens computed (mean over layers) for one episode per method."""
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(7, 5), dpi=120, sharex=True)
     for label, df in series.items():
-        a1.plot(df["step"], df["cache_ratio"], label=label)
-        a2.plot(df["step"], df["visual_computed_mean"], label=label)
+        a1.plot(df[R.STEP], df[R.CACHE_RATIO], label=label)
+        a2.plot(df[R.STEP], df[R.VISUAL_COMPUTED_MEAN], label=label)
     a1.set_ylabel("cache ratio (reused share)")
     a2.set_ylabel("visual tokens computed\n(mean over layers)")
     a2.set_xlabel("policy step")

@@ -9,22 +9,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench import records as R
 from bench.errors import BenchError
 from bench.models.checkpoint import fingerprint, load_openvla
 from bench.models.openvla import OpenVLA, visual_token_accounting
+from bench.models.processor import OpenVLAProcessor
 from bench.models.steering import Steering
-from bench.models.tokenizer import PromptTokenizer, openvla_prompt
+from bench.models.tokenizer import PromptTokenizer
+from bench.policy import StepResult
 from bench.profiler.flops import MacMeter
 from bench.profiler.timing import RegionTimer
-from envs.preprocessing import openvla_image_chain
+from envs.libero import upright
 
 TINY_CHECKPOINT = Path(__file__).parent / "assets" / "tiny-openvla"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def gripper_to_env(g: float) -> float:
-    """Model gripper in [0,1] (1 = open) → robosuite (−1 = open): normalize+binarize, then invert."""
-    return -float(np.sign(2.0 * g - 1.0))
 
 
 class OpenVLAPolicy:
@@ -44,6 +42,7 @@ class OpenVLAPolicy:
         except ValueError as exc:
             raise BenchError(str(exc)) from None
         self.device, self.dtype, self.center_crop = device, dtype, center_crop
+        self.processor = OpenVLAProcessor(self.model.cfg, self.tokenizer, center_crop)
         stats = self.model.cfg.norm_stats
         key = unnorm_key if unnorm_key in stats else f"{unnorm_key}_no_noops"
         if key not in stats:
@@ -62,35 +61,33 @@ class OpenVLAPolicy:
                 "n_parameters": sum(p.numel() for p in self.model.parameters())}
 
     def reset(self, instruction: str, episode_seed: int) -> None:
-        self.input_ids = self.tokenizer.encode(openvla_prompt(instruction))
+        self.input_ids = self.processor.prompt_ids(instruction)
         n_prefill = len(self.model.with_empty_token(self.input_ids)) + self.model.cfg.vision[0].grid ** 2
         self.cache = self.model.new_cache(n_prefill, self.steering)
         self.steering.reset_episode(episode_seed)
         self.step_index = 0
 
-    def act(self, obs: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, Any]]:
+    def act(self, obs: dict[str, np.ndarray]) -> StepResult:
         timer, meter = RegionTimer(self.device), MacMeter()
         with timer.region("step"):
             with timer.region("preprocess"):
-                image = self.last_image = openvla_image_chain(obs["agentview_image"], crop=self.center_crop)
-                pixels = self.model.pixel_values(image)
+                image = self.processor.image(upright(obs["agentview_image"]))
+                pixels = self.processor.pixel_values(image, like=self.model.projector.fc1.weight)
             t0 = time.perf_counter()
             self.steering.begin_step(image, self.step_index)
             method_s = time.perf_counter() - t0
-            tokens = self.model.predict_action_tokens(pixels, self.input_ids, self.cache, self.steering, meter, timer)
-            self.last_tokens = tokens
-            action = self.model.unnormalize(self.model.tokens_to_normalized(tokens), self.unnorm_key)
-            action[-1] = gripper_to_env(action[-1])
+            prediction = self.model.predict_action(pixels, self.input_ids, self.cache, self.steering, meter, timer)
+            action = self.processor.action(prediction.tokens, self.unnorm_key)
         self.step_index += 1
         for region, macs in self.steering.step_macs().items():
             meter.add(region, macs)
         n_visual = self.model.cfg.vision[0].grid ** 2
-        tokens_used = visual_token_accounting(n_visual, self.cache.n_prefill, self.model.last_prefill, self.cache)
-        hooks_s = self.model.last_prefill.hook_seconds
-        record = {**timer.report(), **meter.report(), "time_method_begin_s": method_s,
-                  "time_method_hooks_s": hooks_s, "time_method_overhead_s": method_s + hooks_s, **tokens_used,
+        tokens_used = visual_token_accounting(n_visual, self.cache.n_prefill, prediction.prefill, self.cache)
+        hooks_s = prediction.prefill.hook_seconds
+        record = {**timer.report(), **meter.report(), R.TIME_METHOD_BEGIN_S: method_s,
+                  R.TIME_METHOD_HOOKS_S: hooks_s, R.TIME_METHOD_OVERHEAD_S: method_s + hooks_s, **tokens_used,
                   **self.steering.step_record()}
-        return action, record
+        return StepResult(action, record, tokens=prediction.tokens, image=image, prefill=prediction.prefill)
 
 
 def resolve_checkpoint(name: str, checkpoint: str | None) -> Path:

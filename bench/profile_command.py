@@ -18,7 +18,9 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from bench import records as R
 from bench.errors import BenchError
+from bench.policy import StepResult
 from bench.profiler.roofline import device_for, lower_bound_s, prefill_bytes
 from bench.profiler.trace import TRACE_FILE, load_trace, record_trace
 from bench.registry import METHODS, POLICIES
@@ -41,10 +43,10 @@ def build_policy(name: str, method: str, checkpoint: str | None, random_weights:
     return POLICIES.load(name)(name, checkpoint, steering, suite, device=device, dtype=dtype)
 
 
-def patch_status(policy: Any, layer: int = -1) -> np.ndarray:
-    """Per visual patch at ``layer`` of the last prefill: 0 computed, 1 reused, 2 dropped."""
+def patch_status(policy: Any, step: StepResult, layer: int = -1) -> np.ndarray:
+    """Per visual patch at ``layer`` of ``step``'s prefill (the policy's latest): 0 computed, 1 reused, 2 dropped."""
     n = policy.model.cfg.vision[0].grid ** 2
-    computed = policy.model.last_prefill.computed_per_layer[layer].cpu()
+    computed = step.prefill.computed_per_layer[layer].cpu()
     live = policy.cache.live[layer, 1 : 1 + n].cpu()
     status = np.where(live.numpy(), 1, 2)
     status[np.isin(np.arange(1, n + 1), computed.numpy())] = 0
@@ -54,7 +56,6 @@ def patch_status(policy: Any, layer: int = -1) -> np.ndarray:
 def profile_method(policy: Any, frames: np.ndarray, instruction: str, warmup: int, repeat: int,
                    mask_png: Path | None = None) -> list[dict]:
     from bench.plots import token_mask_overlay
-    from envs.preprocessing import openvla_image_chain
 
     policy.reset(instruction, 0)
     for f in frames[:warmup]:
@@ -63,9 +64,10 @@ def profile_method(policy: Any, frames: np.ndarray, instruction: str, warmup: in
     for r in range(repeat):
         policy.reset(instruction, 0)  # each replay is a fresh episode: methods start from a full step
         for i, f in enumerate(frames):
-            rows.append(policy.act({"agentview_image": f})[1])
+            step = policy.act({"agentview_image": f})
+            rows.append(step.record)
             if mask_png is not None and r == 0 and i == len(frames) // 2:
-                token_mask_overlay(openvla_image_chain(f), patch_status(policy), f"{mask_png.stem}, step {i}, "
+                token_mask_overlay(step.image, patch_status(policy, step), f"{mask_png.stem}, step {i}, "
                                    "last layer", mask_png)
     return rows
 
@@ -98,18 +100,18 @@ def profile_command(*, methods: str, policy: str, checkpoint: str | None, random
         cfg = pol.model.cfg.text
         llm_params = sum(p.numel() for p in pol.model.language_model.model.layers.parameters())
         bytes_per = torch.finfo(pol.model.language_model.lm_head.weight.dtype).bits // 8
-        paper = float(np.mean([r["paper_prefill_macs"] for r in rows]))
-        n_rows = float(np.mean([np.mean(r["prefill_rows_per_layer"]) for r in rows]))
+        paper = float(np.mean([r[R.PAPER_PREFILL_MACS] for r in rows]))
+        n_rows = float(np.mean([np.mean(r[R.PREFILL_ROWS_PER_LAYER]) for r in rows]))
         kv = 2 * cfg.num_hidden_layers * n_rows * cfg.num_key_value_heads * cfg.head_dim * bytes_per
         bound = lower_bound_s(paper, prefill_bytes(llm_params, bytes_per, int(kv)), roof, dtype)
-        pre, step = percentiles([r["time_prefill_s"] for r in rows]), percentiles([r["time_step_s"] for r in rows])
+        pre, step = percentiles([r[R.TIME_PREFILL_S] for r in rows]), percentiles([r[R.TIME_STEP_S] for r in rows])
         results.append({
             "method": name, "steps": len(rows), **{f"prefill_{k}_ms": v for k, v in pre.items()},
             **{f"step_{k}_ms": v for k, v in step.items()},
-            "overhead_p50_ms": percentiles([r["time_method_overhead_s"] for r in rows])["p50"],
-            "paper_prefill_GMACs": paper / 1e9, "total_GMACs": float(np.mean([r["macs_total"] for r in rows])) / 1e9,
+            "overhead_p50_ms": percentiles([r[R.TIME_METHOD_OVERHEAD_S] for r in rows])["p50"],
+            "paper_prefill_GMACs": paper / 1e9, "total_GMACs": float(np.mean([r[R.MACS_TOTAL] for r in rows])) / 1e9,
             "prefill_roofline_ms": 1e3 * bound, "prefill_measured_over_roofline": pre["p50"] / (1e3 * bound),
-            "cache_ratio": float(np.mean([r["cache_ratio"] for r in rows])),
+            "cache_ratio": float(np.mean([r[R.CACHE_RATIO] for r in rows])),
         })
     df = pd.DataFrame(results)
     base = df.loc[df.method == "baseline"]

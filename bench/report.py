@@ -8,6 +8,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from bench import records as R
 from bench.errors import BenchError, reading
 from bench.stats import wilson_interval
 from bench.store import MANIFEST, latest_by_key, read_episodes, read_manifest
@@ -33,23 +34,24 @@ def summarize_run(run_dir: Path) -> dict:
 def _summary(manifest: dict, spec: dict, run_dir: Path) -> dict:
     planned = {f"{t}:{i}" for t in spec["tasks"] for i in range(spec["episodes_per_task"])}
     records = [r for k, r in latest_by_key(read_episodes(run_dir)).items() if k in planned]
-    ok = [r for r in records if r["status"] == "ok"]
-    n, wins = len(records), sum(r["success"] for r in records)
+    ok = [r for r in records if r[R.STATUS] == "ok"]
+    n, wins = len(records), sum(r[R.SUCCESS] for r in records)
     lo, hi = wilson_interval(wins, n)
 
-    def med(field: str) -> float:
-        vals = [r["summary"][field] for r in ok if field in r.get("summary", {})]
+    def med(step_field: str, stat: str) -> float:
+        field = R.summary_field(step_field, stat)
+        vals = [r[R.SUMMARY][field] for r in ok if field in r.get(R.SUMMARY, {})]
         return float(pd.Series(vals).median()) if vals else float("nan")
 
     return {
         "suite": spec["suite"], "policy": spec["policy"], "method": spec["method"], "run": manifest["run_hash"],
         "episodes": n, "planned": len(planned), "errors": n - len(ok), "successes": wins,
         "success_rate": wins / n if n else float("nan"), "ci95_low": lo, "ci95_high": hi,
-        "mean_steps": float(pd.Series([r["steps"] for r in ok]).mean()) if ok else float("nan"),
-        "step_ms_median": 1e3 * med("time_step_s_median"),
-        "prefill_ms_median": 1e3 * med("time_prefill_s_median"),
-        "paper_prefill_GMACs": med("paper_prefill_macs_mean") / 1e9,
-        "total_GMACs": med("macs_total_mean") / 1e9,
+        "mean_steps": float(pd.Series([r[R.STEPS] for r in ok]).mean()) if ok else float("nan"),
+        "step_ms_median": 1e3 * med(R.TIME_STEP_S, "median"),
+        "prefill_ms_median": 1e3 * med(R.TIME_PREFILL_S, "median"),
+        "paper_prefill_GMACs": med(R.PAPER_PREFILL_MACS, "mean") / 1e9,
+        "total_GMACs": med(R.MACS_TOTAL, "mean") / 1e9,
         "device": manifest["policy"].get("device"), "dtype": manifest["policy"].get("dtype"),
     }
 
@@ -110,9 +112,9 @@ def _more_plots(summary: pd.DataFrame, runs: list[Path], out: Path) -> None:
         if not steps.exists():
             continue
         df = pd.read_parquet(steps)
-        means[label] = df[[c for c in df.columns if c.startswith("macs_") and c != "macs_total"]].mean()
+        means[label] = df[[c for c in df.columns if c.startswith(R.macs_field("")) and c != R.MACS_TOTAL]].mean()
         first = df[df.key == df.key.iloc[0]]
-        if "cache_ratio" in first and "visual_computed_mean" in first:
+        if R.CACHE_RATIO in first and R.VISUAL_COMPUTED_MEAN in first:
             series[label] = first
     if means:
         mac_breakdown(pd.DataFrame(means).T, out / "macs_breakdown.png")

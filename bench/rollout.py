@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import records as R
 from bench.interrupt import raise_if_interrupted
 from bench.policy import Policy
 from envs.suite import Task
@@ -75,16 +76,17 @@ def rollout(
             if on_frame is not None:
                 on_frame(obs["agentview_image"])
             t = time.perf_counter()
-            action, row = policy.act(obs)
+            result = policy.act(obs)
             t1 = time.perf_counter()
+            action = result.action
             obs, done = task.step(action)
             t2 = time.perf_counter()
             policy_time += t1 - t
             env_time += t2 - t1
             actions.update(np.asarray(action, dtype=np.float64).tobytes())
             steps += 1
-            row = {"step": steps - 1, "policy_s": t1 - t, "env_s": t2 - t1,
-                   "action": [round(float(a), 6) for a in action], **row}
+            row = {R.STEP: steps - 1, R.POLICY_S: t1 - t, R.ENV_S: t2 - t1,
+                   R.ACTION: [round(float(a), 6) for a in action], **result.record}
             step_rows.append(row)
             if on_step is not None:
                 on_step(row)
@@ -118,8 +120,8 @@ def summarize_steps(rows: list[dict[str, Any]]) -> dict[str, Any]:
         return {}
     out: dict[str, Any] = {}
     keys = {k for r in rows for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    for k in sorted(keys - {"step"}):
+    for k in sorted(keys - {R.STEP}):
         vals = np.array([r[k] for r in rows if k in r], dtype=np.float64)
-        out[f"{k}_mean"] = float(vals.mean())
-        out[f"{k}_median"] = float(np.median(vals))
+        out[R.summary_field(k, "mean")] = float(vals.mean())
+        out[R.summary_field(k, "median")] = float(np.median(vals))
     return out

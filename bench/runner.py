@@ -16,6 +16,7 @@ from bench.policy import Policy
 from bench.rollout import rollout
 from bench.spec import RunSpec, episode_key
 from bench.store import RunStore, latest_by_key, materialize_steps, read_episodes
+from envs.libero import upright
 from envs.suite import Suite
 
 
@@ -131,4 +132,4 @@ class _video:
             import imageio.v2 as imageio
 
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            imageio.mimwrite(self.path, [f[::-1, ::-1] for f in self.frames], fps=30, macro_block_size=1)
+            imageio.mimwrite(self.path, [upright(f) for f in self.frames], fps=30, macro_block_size=1)

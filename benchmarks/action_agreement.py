@@ -35,8 +35,7 @@ def main() -> None:
     reference.reset(instruction, 0)
     ref_tokens = []
     for f in frames:
-        reference.act({"agentview_image": f})
-        ref_tokens.append(reference.last_tokens)
+        ref_tokens.append(reference.act({"agentview_image": f}).tokens)
     print(f"{len(frames)}-frame trace of {suite} ('{instruction}'), tiny policy, CPU")
     print(f"{'method':<20}{'steps all 7 tokens equal':>26}{'tokens equal':>14}{'cache ratio mean':>18}"
           f"{'ratio p10/p50/p90':>20}{'paper MMACs':>13}")
@@ -47,9 +46,10 @@ def main() -> None:
         policy.reset(instruction, 0)
         same_step, same_tok, ratios, macs = [], [], [], []
         for f, ref in zip(frames, ref_tokens, strict=True):
-            _, rec = policy.act({"agentview_image": f})
-            same_step.append(policy.last_tokens == ref)
-            same_tok.append(np.mean(np.asarray(policy.last_tokens) == np.asarray(ref)))
+            step = policy.act({"agentview_image": f})
+            rec = step.record
+            same_step.append(step.tokens == ref)
+            same_tok.append(np.mean(np.asarray(step.tokens) == np.asarray(ref)))
             ratios.append(rec["cache_ratio"] + rec["visual_dropped_mean"] / 256)
             macs.append(rec["paper_prefill_macs"])
         p10, p50, p90 = np.percentile(ratios, [10, 50, 90])

@@ -15,10 +15,11 @@ import torch
 import torch.nn.functional as F
 
 from bench.models.checkpoint import load_openvla
-from bench.models.openvla import ACTION_DIM, normalize_pixels
+from bench.models.image_chain import center_crop
+from bench.models.openvla import ACTION_DIM
+from bench.models.processor import normalize_pixels
 from bench.train.bc_data import build_dataset
 from bench.train.bc_forward import PromptTable, action_logits
-from envs.preprocessing import center_crop
 
 DIMS = ("x", "y", "z", "roll", "pitch", "yaw", "gripper")
 

@@ -43,7 +43,7 @@ def main() -> None:
         text_tiny = len(policy.model.with_empty_token(policy.input_ids)) - 1
         tiny, big, comp, ratio = [], [], [], []
         for f in frames:
-            _, r = policy.act({"agentview_image": f})
+            r = policy.act({"agentview_image": f}).record
             rows = r["prefill_rows_per_layer"]
             assert paper_prefill_macs(rows, 64, 176) == r["paper_prefill_macs"]  # replay == executor's counter
             tiny.append(r["paper_prefill_macs"])

@@ -32,7 +32,7 @@ def main() -> None:
     policy.reset("pick up the alphabet soup and place it in the basket", 0)
     rows = []
     for i in range(args.warmup + args.steps):
-        _, row = policy.act({"agentview_image": frames[i % len(frames)]})
+        row = policy.act({"agentview_image": frames[i % len(frames)]}).record
         if i >= args.warmup:
             rows.append(row)
     print(f"tiny-openvla, {args.device} {args.dtype}, torch {torch.__version__}, {torch.get_num_threads()} threads, "

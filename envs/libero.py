@@ -29,13 +29,18 @@ WAIT_ACTION = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0)
 CAMERA = "agentview"  # the only camera the OpenVLA policy reads; the wrist camera is not rendered
 
 
+def upright(frame: np.ndarray) -> np.ndarray:
+    """LIBERO's OpenGL camera frame is upside down: rotate it 180° (what OpenVLA's eval and its videos do)."""
+    return np.ascontiguousarray(frame[::-1, ::-1])
+
+
 def reference_protocol(suite: str) -> EvalProtocol:
     return EvalProtocol(max_steps=MAX_STEPS[suite], wait_steps=10, wait_action=WAIT_ACTION, env_seed=0, image_size=256)
 
 
 def _libero():
     """Import LIBERO only after the render backend is configured (MuJoCo reads MUJOCO_GL at import)."""
-    from bench.render import configure_render_backend
+    from envs.render import configure_render_backend
 
     configure_render_backend()
     from libero.libero import benchmark, get_libero_path

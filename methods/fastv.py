@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.models.steering import PrefillState, Steering
+from bench.records import Field
 from methods.common import IMAGE_START, head_mean, visual_slots
 
 
@@ -73,6 +74,8 @@ class FastV(Steering):
             keep = fastv_keep(state.attn, last_row, cfg.n_visual, cfg.n_keep, cfg.score)
         state.drop(vis[~torch.isin(vis, keep)])
         self.kept = keep
+
+    record_fields = (Field("fastv_kept_slots", "slots", "the visual slots kept from layer K on"),)
 
     def step_record(self) -> dict[str, object]:
         """The visual slots kept from layer K on (what the attention ranking chose)."""

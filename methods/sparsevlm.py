@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.models.steering import PrefillState, Steering
+from bench.records import Field
 from methods.common import IMAGE_START, head_mean
 
 V15_BUDGETS_576 = {192: (300, 200, 110), 128: (303, 110, 36), 96: (238, 48, 26), 64: (66, 30, 17)}
@@ -95,6 +96,9 @@ class SparseVLM(Steering):
         if n_layers <= max(PRUNE_LAYERS) + 1 or n_visual != self.config.n_visual:
             raise ValueError(f"SparseVLM prunes after layers {PRUNE_LAYERS} of {self.config.n_visual} visual tokens; "
                              f"the model has {n_layers} layers and {n_visual} visual tokens")
+
+    record_fields = (Field("sparsevlm_raters", "tokens", "text raters chosen"),
+                     Field("sparsevlm_kept_after_layer", "tokens", "visual tokens kept after each prune layer"))
 
     def step_record(self) -> dict[str, object]:
         """Raters chosen and visual tokens kept after each prune layer (merged tokens not included)."""

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from bench.models.steering import PrefillState, Steering
+from bench.records import Field
 from methods.common import ATTN_LAYER, IMAGE_START, head_mean, text_to_vision
 
 REUSE_LAYERS = (2, 6, 9, 11)
@@ -130,6 +131,12 @@ class VLACache(Steering):
                 self.removed = top_k
         if state.layer == len(self.attention_layers):  # after the last layer: keep stats for the next step
             self.prev_entropy, self.prev_relevance = self.entropy, self.relevance
+
+    record_fields = (Field("static_tokens", "tokens", "patches static since the previous frame"),
+                     Field("reusable_tokens", "tokens", "static patches not among the task-relevant ones"),
+                     Field("reused_tokens", "tokens", "reusable tokens reused in the last reuse layer"),
+                     Field("entropy_per_layer", "nats", "attention entropy per layer, this step"),
+                     Field("reuse_ratio_at_layers", "fraction", "the layer-adaptive reuse ratio at the reuse layers"))
 
     def step_record(self) -> dict[str, object]:
         """What the step consumed: static/reusable/reused counts, the entropy per layer, reuse ratios."""

@@ -28,6 +28,13 @@ def tiny_model():
     return build(tiny(), seed=0)
 
 
+def pixels(model, image: np.ndarray) -> torch.Tensor:
+    """The processor's pixel values of a 224² image, on the model's device and dtype."""
+    from bench.models.processor import OpenVLAProcessor
+
+    return OpenVLAProcessor.pixel_values(image, like=model.projector.fc1.weight)
+
+
 def run_bench(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd or ROOT, env=env, capture_output=True,

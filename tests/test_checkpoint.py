@@ -9,8 +9,10 @@ from safetensors.torch import load_file, save_file
 
 from bench.errors import BenchError
 from bench.models.checkpoint import load_openvla, save_openvla
-from bench.models.tokenizer import build_word_tokenizer, openvla_prompt
+from bench.models.processor import OpenVLAProcessor, openvla_prompt
+from bench.models.tokenizer import build_word_tokenizer
 from bench.policies import TINY_CHECKPOINT
+from tests.conftest import pixels
 
 
 @pytest.fixture
@@ -24,8 +26,8 @@ def actions(model, tok, image, steps=2):
     ids = tok.encode(openvla_prompt("pick up the bowl"))
     n = len(model.with_empty_token(ids)) + 256
     cache = model.new_cache(n)
-    px = model.pixel_values(image)
-    return [model.predict_action_tokens(px, ids, cache) for _ in range(steps)]
+    px = pixels(model, image)
+    return [model.predict_action(px, ids, cache).tokens for _ in range(steps)]
 
 
 def test_round_trip_gives_identical_actions(saved, tiny_model, frames):
@@ -73,19 +75,20 @@ def test_shipped_tiny_checkpoint_loads_and_decodes_actions(frames):
     ids = tok.encode(openvla_prompt("put the black bowl on the plate"))
     assert ids[0] == 1 and 0 not in ids  # BOS first, no unknown words for a LIBERO instruction
     tokens = actions(model, tok, frames[0][:224, :224], steps=1)[0]
-    a = model.tokens_to_normalized(tokens)
+    a = OpenVLAProcessor(model.cfg, tok).tokens_to_normalized(tokens)
     assert a.shape == (7,) and np.all(np.abs(a) < 1)
 
 
 def test_action_detokenization_matches_reference(tiny_model):
     n = tiny_model.cfg.n_text_vocab  # 1024 for tiny; 32000 for the 7B
-    centers = tiny_model.tokens_to_normalized([n - 1, n - 256, n - 128, 5])
+    processor = OpenVLAProcessor(tiny_model.cfg, tokenizer=None)
+    centers = processor.tokens_to_normalized([n - 1, n - 256, n - 128, 5])
     bins = np.linspace(-1, 1, 256)
     mid = (bins[:-1] + bins[1:]) / 2
     assert np.allclose(centers, [mid[0], mid[254], mid[127], mid[254]])  # idx = clip(n − t − 1, 0, 254)
     stats = {"q01": [0, -2, 0, 0, 0, 0, 0], "q99": [2, 2, 1, 1, 1, 1, 1], "mask": [True] * 6 + [False]}
     tiny_model.cfg.norm_stats["k"] = {"action": stats}
-    out = tiny_model.unnormalize(np.array([0.0, 0.5, -1, 1, 0, 0, 0.9]), "k")
+    out = processor.unnormalize(np.array([0.0, 0.5, -1, 1, 0, 0, 0.9]), "k")
     assert np.allclose(out, [1.0, 1.0, 0.0, 1.0, 0.5, 0.5, 0.9])
 
 

@@ -104,10 +104,8 @@ def test_cnn_macs_match_fvcore():
 def test_demo_mode_targets_are_the_demo_actions(tmp_path):
     """``bench train lac --data``: frames and targets come from a LIBERO-layout demo file, not from rollouts."""
     from bench.demos.hdf5 import load_demos
+    from bench.models.processor import action_tokens, env_to_model_gripper, normalize_actions
     from bench.policies import TINY_CHECKPOINT, OpenVLAPolicy
-    from bench.train.bc_data import normalize
-    from bench.train.bc_forward import action_tokens
-    from bench.train.demo_frames import env_to_model_gripper
     from bench.train.lac import LACTrainConfig, train_lac
     from bench.train.lac_data import SaliencyProbe
     from tests.conftest import fake_demo_file
@@ -123,6 +121,6 @@ def test_demo_mode_targets_are_the_demo_actions(tmp_path):
     actions = next(load_demos(tmp_path / "demos" / "t_demo.hdf5")).actions.astype(np.float64)
     actions[:, 6] = env_to_model_gripper(actions[:, 6])
     stats = policy.model.cfg.norm_stats["libero_object"]
-    tokens = action_tokens(normalize(actions, stats), policy.model.cfg.n_text_vocab)
+    tokens = action_tokens(normalize_actions(actions, stats), policy.model.cfg.n_text_vocab)
     windows = [tokens[s: s + 4].tolist() for s in range(3)]
     assert data["tokens"][0].tolist() in windows

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("bench", "methods", "envs")
 
 # The core (module-name prefixes): all that the lower layers may import from ``bench``.
-CORE = ("bench.errors", "bench.interrupt", "bench.render", "bench.models", "bench.profiler.flops",
+CORE = ("bench.errors", "bench.interrupt", "bench.records", "bench.models", "bench.profiler.flops",
         "bench.profiler.timing")
 LOWER_LAYERS = ("bench.models", "bench.profiler.flops", "bench.profiler.timing", "methods", "envs")
 

@@ -11,6 +11,7 @@ from methods.common import text_to_vision
 from methods.fastv import FastV, FastVConfig, fastv_keep
 from methods.sparsevlm import SparseVLM, SparseVLMConfig, dpc_knn, select_raters
 from methods.vla_cache import VLACache, VLACacheConfig, reuse_schedule, static_patches
+from tests.conftest import pixels
 
 # ---------- invariants on the shipped tiny model (32 layers, 256 visual tokens) ----------
 
@@ -21,16 +22,18 @@ def run(steering: Steering, images: list[np.ndarray]):
     model, hidden, tokens = policy.model, [], []
     for i, img in enumerate(images):
         steering.begin_step(img, i)
-        tokens.append(model.predict_action_tokens(model.pixel_values(img), policy.input_ids, policy.cache, steering))
-        hidden.append(model.last_hidden)
+        prediction = model.predict_action(pixels(model, img), policy.input_ids, policy.cache, steering)
+        tokens.append(prediction.tokens)
+        hidden.append(prediction.hidden)
     return hidden, tokens
 
 
 @pytest.fixture(scope="module")
 def images(frames):
-    from envs.preprocessing import openvla_image_chain
+    from bench.models.processor import model_image
+    from envs.libero import upright
 
-    a, b = (openvla_image_chain(f) for f in frames)
+    a, b = (model_image(upright(f)) for f in frames)
     return [a, b, b, a]
 
 
@@ -70,7 +73,7 @@ def test_fastv_keeps_128_visual_tokens_from_layer_k(name, kept_from_2, images):
     steering, _ = build_method(name, {})
     policy = load_openvla_policy("tiny-openvla", None, steering, "libero_object")
     policy.reset("put the black bowl on the plate", 0)
-    _, rec = policy.act({"agentview_image": np.ascontiguousarray(np.zeros((256, 256, 3), np.uint8) + 90)})
+    rec = policy.act({"agentview_image": np.ascontiguousarray(np.zeros((256, 256, 3), np.uint8) + 90)}).record
     per_layer = rec["visual_computed_per_layer"]
     assert per_layer[:2] == [256, 256] and per_layer[2] == kept_from_2 and set(per_layer[3:]) == {128}
     assert rec["visual_dropped_per_layer"][-1] == 128

@@ -19,12 +19,12 @@ from hypothesis import strategies as st
 
 from bench.errors import BenchError
 from bench.models.checkpoint import load_openvla
+from bench.models.image_chain import center_crop
 from bench.models.presets import tiny
 from bench.models.tokenizer import build_word_tokenizer
 from bench.train.augment import augment, hsv_to_rgb, rgb_to_hsv
 from bench.train.bc_data import DemoFrames, read_demo_frames, tokenise
 from bench.train.pack import load_pack, write_pack
-from envs.preprocessing import center_crop
 from tests.conftest import ROOT as REPO
 from tests.conftest import fake_demo_file
 

@@ -1,9 +1,12 @@
-"""The TF-free OpenVLA image chain against TensorFlow 2.21 outputs on real LIBERO frames."""
+"""The TF-free OpenVLA image chain (LIBERO's upright + the processor's kernels) against TensorFlow 2.21 outputs
+on real LIBERO frames."""
 
 import numpy as np
 import pytest
 
-from envs import preprocessing as P
+from bench.models import image_chain as P
+from bench.models.processor import model_image
+from envs.libero import upright
 from tests.conftest import FIXTURES
 
 
@@ -14,13 +17,13 @@ def golden():
 
 def test_rotation_is_180_degrees():
     img = np.arange(2 * 3 * 3).reshape(2, 3, 3).astype(np.uint8)
-    out = P.rotate_180(img)
+    out = upright(img)
     assert (out[0, 0] == img[1, 2]).all() and (out[1, 2] == img[0, 0]).all()
 
 
 def test_jpeg_round_trip_is_bit_exact_with_tf(frames, golden):
     for i, f in enumerate(frames):
-        assert np.array_equal(P.jpeg_round_trip(P.rotate_180(f)), golden["jpeg"][i])
+        assert np.array_equal(P.jpeg_round_trip(upright(f)), golden["jpeg"][i])
 
 
 def test_lanczos3_resize_within_one_level_of_tf(frames, golden):
@@ -38,11 +41,11 @@ def test_center_crop_within_one_level_of_tf(golden):
 def test_full_chain_deviation_from_tf(frames, golden):
     """Measured: max 1 level on ≤ 19 of 150,528 values (0.013 %); the bound leaves a little room."""
     for i, f in enumerate(frames):
-        out = P.openvla_image_chain(f)
+        out = model_image(upright(f))
         assert out.shape == (224, 224, 3) and out.dtype == np.uint8
         d = np.abs(out.astype(int) - golden["cropped"][i])
         assert d.max() <= 1 and (d > 0).sum() <= 60
 
 
 def test_crop_can_be_disabled(frames):
-    assert not np.array_equal(P.openvla_image_chain(frames[0], crop=False), P.openvla_image_chain(frames[0]))
+    assert not np.array_equal(model_image(upright(frames[0]), crop=False), model_image(upright(frames[0])))

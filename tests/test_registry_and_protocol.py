@@ -27,7 +27,7 @@ def test_unknown_name_suggests_close_match():
 
 
 def test_gripper_post_processing_matches_reference():
-    from bench.policies import gripper_to_env
+    from bench.models.processor import gripper_to_env
 
     # model 1 = open → env −1 = open; bin centers never equal 0.5
     assert gripper_to_env(0.996) == -1.0 and gripper_to_env(0.004) == 1.0

@@ -6,12 +6,17 @@ import numpy as np
 import torch
 
 from bench.models.checkpoint import load_openvla
-from bench.models.openvla import normalize_pixels
-from bench.models.tokenizer import build_word_tokenizer, openvla_prompt
-from bench.policies import gripper_to_env
-from bench.train.bc_forward import PromptTable, action_logits, action_tokens
-from bench.train.demo_frames import env_to_model_gripper
-from tests.conftest import fake_demo_file
+from bench.models.processor import (
+    OpenVLAProcessor,
+    action_tokens,
+    env_to_model_gripper,
+    gripper_to_env,
+    normalize_pixels,
+    openvla_prompt,
+)
+from bench.models.tokenizer import build_word_tokenizer
+from bench.train.bc_forward import PromptTable, action_logits
+from tests.conftest import fake_demo_file, pixels
 
 WORDS = ["pick", "up", "the", "ketchup", "and", "place", "it", "in", "basket", "put", "bowl", "on", "plate"]
 
@@ -27,8 +32,8 @@ def test_batched_training_forward_matches_executor(tiny_model):
     greedy, logits_ref = [], []
     for img, ids in zip(images, prompts, strict=False):
         cache = tiny_model.new_cache(len(tiny_model.with_empty_token(ids)) + 256)
-        greedy.append(tiny_model.predict_action_tokens(tiny_model.pixel_values(img), ids, cache))
-    assert torch.equal(normalize_pixels(torch.from_numpy(images))[:1], tiny_model.pixel_values(images[0]))
+        greedy.append(tiny_model.predict_action(pixels(tiny_model, img), ids, cache).tokens)
+    assert torch.equal(normalize_pixels(torch.from_numpy(images))[:1], pixels(tiny_model, images[0]))
     with torch.no_grad():
         table = PromptTable.build(tiny_model, prompts)
         logits = action_logits(tiny_model, normalize_pixels(torch.from_numpy(images)), table, torch.tensor([0, 1]),
@@ -37,15 +42,16 @@ def test_batched_training_forward_matches_executor(tiny_model):
     # and the first action token's logits equal the executor's prefill logits
     for b, (img, ids) in enumerate(zip(images, prompts, strict=False)):
         cache = tiny_model.new_cache(len(tiny_model.with_empty_token(ids)) + 256)
-        tiny_model.predict_action_tokens(tiny_model.pixel_values(img), ids, cache)
+        prediction = tiny_model.predict_action(pixels(tiny_model, img), ids, cache)
         with torch.inference_mode():
-            logits_ref.append(tiny_model.language_model.lm_head(tiny_model.last_hidden))
+            logits_ref.append(tiny_model.language_model.lm_head(prediction.hidden))
         torch.testing.assert_close(logits[b, 0], logits_ref[b][0], atol=1e-4, rtol=1e-4)
 
 
 def test_action_tokens_round_trip_within_half_a_bin(tiny_model):
     x = np.linspace(-1, 1, 1001)
-    back = tiny_model.tokens_to_normalized(action_tokens(x, tiny_model.cfg.n_text_vocab).tolist())
+    processor = OpenVLAProcessor(tiny_model.cfg, tokenizer=None)
+    back = processor.tokens_to_normalized(action_tokens(x, tiny_model.cfg.n_text_vocab).tolist())
     assert np.max(np.abs(back - x)) <= 1 / 255 + 1e-9
 
 

@@ -81,7 +81,7 @@ def labelled_rollout(policy, task, seed: int, takeover: int) -> tuple[ExpertEpis
         ep.actions.append(expert.act().astype(np.float64))
         ep.states.append(env.get_sim_state().copy())
         ep.obs.append({k: np.asarray(v).copy() for k, v in obs.items()})
-        action, _ = policy.act(obs)
+        action = policy.act(obs).action
         obs, solved = task.step(action)
         ep.steps = step + 1
         if solved:

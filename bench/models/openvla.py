@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench import records as R
 from bench.models.config import OpenVLAConfig
 from bench.models.llama import KVCache, LlamaExecutor
-from bench.models.steering import Steering
+from bench.models.steering import PrefillState, Steering
 from bench.models.vit import VisionTransformer
 from bench.profiler.flops import MacMeter
 from bench.profiler.timing import RegionTimer
 
-DINO_MEAN, DINO_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-SIGLIP_MEAN, SIGLIP_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 ACTION_DIM = 7
-
-
-def normalize_pixels(images: torch.Tensor) -> torch.Tensor:
-    """[B, H, W, 3] uint8 → [B, 6, H, W] fp32: the DINOv2-normalised then the SigLIP-normalised image."""
-    x = images.permute(0, 3, 1, 2).float() / 255.0
-
-    def norm(mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-        return (x - torch.tensor(mean, device=x.device)[:, None, None]) / torch.tensor(std, device=x.device)[:, None, None]
-
-    return torch.cat([norm(DINO_MEAN, DINO_STD), norm(SIGLIP_MEAN, SIGLIP_STD)], dim=1)
 
 
 class VisionBackbone(nn.Module):
@@ -59,6 +49,15 @@ class Projector(nn.Module):
         return self.fc3(F.gelu(self.fc2(F.gelu(self.fc1(x)))))
 
 
+@dataclass
+class ActionPrediction:
+    """What one policy step computed: returned, not left in attributes, so every reader gets it explicitly."""
+
+    tokens: list[int]  # the 7 greedy action tokens
+    prefill: PrefillState  # the plan the prefill ran: rows computed per layer, method statistics, hook time
+    hidden: torch.Tensor  # final-norm hidden state of the last prompt position (it predicts the first token)
+
+
 class OpenVLA(nn.Module):
     def __init__(self, cfg: OpenVLAConfig) -> None:
         super().__init__()
@@ -66,13 +65,6 @@ class OpenVLA(nn.Module):
         self.vision_backbone = VisionBackbone(cfg)
         self.projector = Projector(cfg.vision_dim, cfg.text.hidden_size)
         self.language_model = LlamaExecutor(cfg.text)
-        bins = np.linspace(-1, 1, cfg.n_action_bins)
-        self.bin_centers = (bins[:-1] + bins[1:]) / 2.0
-
-    def pixel_values(self, image: np.ndarray) -> torch.Tensor:
-        """224×224×3 uint8 → [1, 6, 224, 224] with both normalisations (resize-naive is a no-op at 224)."""
-        w = self.projector.fc1.weight
-        return normalize_pixels(torch.from_numpy(np.ascontiguousarray(image)).to(w.device)[None]).to(w.dtype)
 
     def prefill_embeddings(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, meter: MacMeter | None) -> torch.Tensor:
         """[BOS] + projected patches + prompt tokens after BOS: image tokens sit at positions 1..256."""
@@ -88,7 +80,7 @@ class OpenVLA(nn.Module):
         return self.language_model.new_cache(n_prefill + extra + ACTION_DIM)
 
     @torch.inference_mode()
-    def predict_action_tokens(
+    def predict_action(
         self,
         pixel_values: torch.Tensor,
         input_ids: list[int],
@@ -96,7 +88,7 @@ class OpenVLA(nn.Module):
         steering: Steering | None = None,
         meter: MacMeter | None = None,
         timer: RegionTimer | None = None,
-    ) -> list[int]:
+    ) -> ActionPrediction:
         """Greedy decoding of 7 action tokens: 1 prefill + 6 decode steps; the cache is cropped to the prefill.
 
         Timed regions: ``vision`` (backbone + projector + embeddings), ``prefill`` (the decoder-layer loop:
@@ -112,8 +104,8 @@ class OpenVLA(nn.Module):
         n = embeds.shape[1]
         first_decode_slot = n + (steering.extra_slots if steering else 0)
         prefill_live = list(cache.n_live)
-        self.last_prefill, self.last_hidden = state, hidden
-        tokens: list[int] = []
+        prediction = ActionPrediction([], state, hidden)
+        tokens = prediction.tokens
         with timer.region("decode"):
             for i in range(ACTION_DIM):
                 token = lm.logits(hidden, meter).argmax(-1)
@@ -123,19 +115,7 @@ class OpenVLA(nn.Module):
                     hidden = lm.decode(token, first_decode_slot + i, pos, cache, meter)
         cache.live[:, first_decode_slot:] = False  # crop: only the prefill's K/V carry to the next step
         cache.steps += 1
-        return tokens
-
-    def tokens_to_normalized(self, tokens: list[int]) -> np.ndarray:
-        """Token t → bin index clip(n_text_vocab − t − 1, 0, 254) → bin center in [-1, 1]."""
-        d = self.cfg.n_text_vocab - np.asarray(tokens)
-        idx = np.clip(d - 1, 0, self.bin_centers.shape[0] - 1)
-        return self.bin_centers[idx]
-
-    def unnormalize(self, normalized: np.ndarray, unnorm_key: str) -> np.ndarray:
-        stats = self.cfg.norm_stats[unnorm_key]["action"]
-        q01, q99 = np.asarray(stats["q01"]), np.asarray(stats["q99"])
-        mask = np.asarray(stats.get("mask", np.ones_like(q01, dtype=bool)), dtype=bool)
-        return np.where(mask, 0.5 * (normalized + 1) * (q99 - q01) + q01, normalized)
+        return prediction
 
 
 def visual_token_accounting(n_visual: int, n_prefill: int, state, cache: KVCache) -> dict[str, object]:
@@ -153,7 +133,7 @@ def visual_token_accounting(n_visual: int, n_prefill: int, state, cache: KVCache
     c, r, d, m = counts
     n = len(c)
     return {
-        "visual_computed_per_layer": c, "visual_reused_per_layer": r, "visual_dropped_per_layer": d,
-        "merged_per_layer": m, "prefill_rows_per_layer": all_rows, "visual_computed_mean": sum(c) / n, "visual_reused_mean": sum(r) / n,
-        "visual_dropped_mean": sum(d) / n, "cache_ratio": sum(r) / (n * n_visual),
+        R.VISUAL_COMPUTED_PER_LAYER: c, R.VISUAL_REUSED_PER_LAYER: r, R.VISUAL_DROPPED_PER_LAYER: d,
+        R.MERGED_PER_LAYER: m, R.PREFILL_ROWS_PER_LAYER: all_rows, R.VISUAL_COMPUTED_MEAN: sum(c) / n,
+        R.VISUAL_REUSED_MEAN: sum(r) / n, R.VISUAL_DROPPED_MEAN: sum(d) / n, R.CACHE_RATIO: sum(r) / (n * n_visual),
     }

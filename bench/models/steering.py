@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from bench.records import Field
+
 
 @dataclass
 class PrefillState:
@@ -95,6 +97,7 @@ class Steering:
     attention_layers: frozenset[int] = frozenset()
     causal: bool = True  # False reproduces VLA-Cache's SDPA→eager fallback (non-causal prefill)
     extra_slots: int = 0  # free cache slots a method may fill with inserted rows
+    record_fields: tuple[Field, ...] = ()  # the fields step_record returns (bench/records.py)
 
     def bind(self, n_layers: int, n_visual: int) -> None:
         """Called once with the model's depth and visual-token count; raise ValueError if they do not fit."""
@@ -117,7 +120,7 @@ class Steering:
         return n_prefill + i
 
     def step_record(self) -> dict[str, Any]:
-        """Per-step fields the method reports (token counts, cache ratio, overhead seconds)."""
+        """Per-step fields the method reports (what it chose); each declared in ``record_fields``."""
         return {}
 
     def step_macs(self) -> dict[str, int]:

@@ -7,12 +7,9 @@ from pathlib import Path
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from bench.errors import reading
+from bench.models.processor import openvla_prompt
 
 SPECIALS = ("<unk>", "<s>", "</s>", "▁")  # ids 0..3: unk, BOS, EOS, the "empty" token predict_action appends
-
-
-def openvla_prompt(instruction: str) -> str:
-    return f"In: What action should the robot take to {instruction.lower()}?\nOut:"
 
 
 class PromptTokenizer:

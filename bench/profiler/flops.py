@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from bench import records as R
+
 
 def paper_layer_macs(n: int, d: int, m: int) -> int:
     """VLA-Cache/SparseVLM counter for one decoder layer with n query rows: 4nd² + 2n²d + 3ndm."""
@@ -50,8 +52,8 @@ class MacMeter:
 
     def report(self) -> dict[str, Any]:
         """Flat record: ``macs_<region>``, ``macs_total``, ``flops_total`` and ``paper_prefill_macs``."""
-        out: dict[str, Any] = {f"macs_{k}": v for k, v in sorted(self.regions.items())}
-        out["macs_total"] = self.total
-        out["flops_total"] = 2 * self.total
-        out["paper_prefill_macs"] = self.paper_prefill
+        out: dict[str, Any] = {R.macs_field(k): v for k, v in sorted(self.regions.items())}
+        out[R.MACS_TOTAL] = self.total
+        out[R.FLOPS_TOTAL] = 2 * self.total
+        out[R.PAPER_PREFILL_MACS] = self.paper_prefill
         return out

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 
 import torch
 
+from bench.records import time_field
+
 
 class RegionTimer:
     def __init__(self, device: torch.device | str = "cpu") -> None:
@@ -43,4 +45,4 @@ class RegionTimer:
             for name, start, end in self._events:
                 self.seconds[name] = self.seconds.get(name, 0.0) + start.elapsed_time(end) / 1e3
             self._events.clear()
-        return {f"time_{k}_s": v for k, v in self.seconds.items()}
+        return {time_field(k): v for k, v in self.seconds.items()}

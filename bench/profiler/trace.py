@@ -26,7 +26,7 @@ def record_trace(suite_name: str, task_id: int, steps: int, out: Path) -> Path:
         frames = []
         for _ in range(steps):
             frames.append(obs["agentview_image"].copy())
-            action, _ = policy.act(obs)
+            action = policy.act(obs).action
             obs, _ = task.step(action)
     finally:
         task.close()

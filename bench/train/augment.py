@@ -4,7 +4,7 @@ OpenVLA (dlimp ``augment_image``) applies, in order: ``random_resized_crop`` (sc
 box of 0.9 area at a uniformly random position, ``tf.image.crop_and_resize`` bilinear back to 224),
 ``random_brightness`` 0.2, ``random_contrast`` [0.8, 1.2], ``random_saturation`` [0.8, 1.2], ``random_hue``
 0.05, clipping to [0, 1] after each. The crop here uses the same box geometry as the evaluation's
-``envs.preprocessing.center_crop``, so a box at the centre reproduces the evaluation input (pinned in a test).
+``bench/models/image_chain.py:center_crop``, so a box at the centre reproduces the evaluation input (pinned in a test).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from envs.preprocessing import CROP_AREA
+from bench.models.image_chain import CROP_AREA
 
 AUGMENTATIONS = ("none", "crop", "crop+color")
 

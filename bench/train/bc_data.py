@@ -19,17 +19,9 @@ import numpy as np
 import torch
 
 from bench.errors import BenchError
-from bench.models.tokenizer import openvla_prompt
-from bench.train.bc_forward import action_tokens
+from bench.models.processor import action_tokens, normalize_actions, openvla_prompt
 from bench.train.demo_frames import DemoFrames, read_hdf5_demos
 from bench.train.pack import is_pack, load_pack
-
-
-def normalize(actions: np.ndarray, stats: dict) -> np.ndarray:
-    q01, q99 = np.asarray(stats["action"]["q01"]), np.asarray(stats["action"]["q99"])
-    out = actions.astype(np.float64).copy()
-    out[:, :6] = np.clip(2 * (out[:, :6] - q01[:6]) / np.maximum(q99[:6] - q01[:6], 1e-8) - 1, -1, 1)
-    return out
 
 
 def read_demo_frames(roots: list[str], log: Callable[[str], None] = print) -> DemoFrames:
@@ -82,7 +74,7 @@ def tokenise(data: DemoFrames, tokenizer, n_text_vocab: int, stats: dict[str, di
     tokens = np.empty((len(data), 7), np.int64)
     for suite in sorted(set(suites)):
         rows = np.isin(data.demo_index, [i for i, s in enumerate(suites) if s == suite])
-        tokens[rows] = action_tokens(normalize(data.actions[rows], stats[suite]), n_text_vocab)
+        tokens[rows] = action_tokens(normalize_actions(data.actions[rows], stats[suite]), n_text_vocab)
     instructions = list(dict.fromkeys(d["instruction"] for d in data.demos))
     demo_prompt = np.array([instructions.index(d["instruction"]) for d in data.demos])
     return BCDataset(torch.from_numpy(data.frames), torch.from_numpy(tokens), torch.from_numpy(demo_prompt[data.demo_index]),

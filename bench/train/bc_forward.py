@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -67,9 +66,3 @@ def action_logits(model: OpenVLA, pixels: torch.Tensor, table: PromptTable, prom
     first = patches.shape[1] + n_text  # the empty token's position: it predicts action 1
     picked = hidden[torch.arange(B, device=dev)[:, None], first[:, None] + torch.arange(ACTION_DIM, device=dev)[None]]
     return model.language_model.lm_head(picked)
-
-
-def action_tokens(normalized: np.ndarray, n_text_vocab: int, n_bins: int = 256) -> np.ndarray:
-    """OpenVLA's ActionTokenizer: digitize [-1, 1] into 256 uniform bins; token = n_text_vocab − bin."""
-    bins = np.linspace(-1, 1, n_bins)
-    return n_text_vocab - np.digitize(np.clip(normalized, -1, 1), bins)

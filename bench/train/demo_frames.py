@@ -15,11 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import BenchError, reading
-
-
-def env_to_model_gripper(a: np.ndarray) -> np.ndarray:
-    """Inverse of ``policies.gripper_to_env``: robosuite −1 (open) … +1 (close) → 1 (open) … 0 (close)."""
-    return (1.0 - np.clip(a, -1, 1)) / 2.0
+from bench.models.processor import env_to_model_gripper, resized_image
 
 
 def norm_stats(actions: np.ndarray) -> dict:
@@ -65,7 +61,7 @@ def suite_of(path: Path) -> str:
 def read_hdf5_demos(root: str | Path, size: int = 224, log: Callable[[str], None] = print) -> DemoFrames:
     """Every demo under ``root`` (a LIBERO-layout .hdf5 file or a folder of them), through the image chain."""
     from bench.demos.hdf5 import demo_files, load_demos
-    from envs.preprocessing import jpeg_round_trip, resize_lanczos3, rotate_180
+    from envs.libero import upright
 
     frames, actions, index, demos = [], [], [], []
     for path in demo_files(root):
@@ -73,7 +69,7 @@ def read_hdf5_demos(root: str | Path, size: int = 224, log: Callable[[str], None
         for demo in load_demos(path):
             a = demo.actions.astype(np.float64).copy()
             a[:, 6] = env_to_model_gripper(a[:, 6])
-            frames.append(np.stack([resize_lanczos3(jpeg_round_trip(rotate_180(f)), size) for f in demo.agentview]))
+            frames.append(np.stack([resized_image(upright(f), size) for f in demo.agentview]))
             actions.append(a)
             index.append(np.full(len(a), len(demos), np.int32))
             demos.append({"instruction": demo.instruction, "suite": suite, "source": demo.name, "frames": len(a)})

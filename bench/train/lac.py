@@ -84,12 +84,11 @@ def stage2_loss(net: LACNet, policy: Any, sample: dict, cfg: LACTrainConfig) -> 
 @torch.no_grad()
 def frame_embeddings(policy: Any, data: dict) -> list[list[torch.Tensor]]:
     """LLM input embeddings ([BOS] + patches + prompt) of every recorded frame, from the frozen VLA."""
-    from bench.models.tokenizer import openvla_prompt
-
-    model, out = policy.model, []
+    model, processor, out = policy.model, policy.processor, []
+    weights = model.projector.fc1.weight
     for e, frames in enumerate(data["frames"]):
-        ids = torch.tensor([model.with_empty_token(policy.tokenizer.encode(openvla_prompt(str(data["instructions"][e]))))])
-        out.append([model.prefill_embeddings(model.pixel_values(f), ids, None) for f in frames])
+        ids = torch.tensor([model.with_empty_token(processor.prompt_ids(str(data["instructions"][e])))])
+        out.append([model.prefill_embeddings(processor.pixel_values(f, like=weights), ids, None) for f in frames])
     return out
 
 

@@ -51,11 +51,11 @@ def collect(policy: Any, suite_name: str, tasks: list[int], episodes: int, steps
         policy.reset(task.instruction, e)
         ep_frames, ep_sal, ep_tok = [], [], []
         for _ in range(steps):
-            action, _ = policy.act(obs)
-            ep_frames.append(policy.last_image)
-            ep_tok.append(policy.last_tokens)
+            step = policy.act(obs)
+            ep_frames.append(step.image)
+            ep_tok.append(step.tokens)
             ep_sal.append(probe.saliency.float().numpy())
-            obs, _ = task.step(action)
+            obs, _ = task.step(step.action)
         task.close()
         frames.append(ep_frames)
         saliency.append(ep_sal)
@@ -72,9 +72,6 @@ def collect_demos(policy: Any, roots: list[str], n_demos: int, steps: int, path:
     if path.exists():
         return load_npz(path)
     from bench.demos.hdf5 import demo_files, load_demos
-    from bench.train.bc_data import normalize
-    from bench.train.bc_forward import action_tokens
-    from bench.train.demo_frames import env_to_model_gripper
 
     probe = _probe(policy)
     files = [f for root in roots for f in demo_files(root)]
@@ -88,14 +85,11 @@ def collect_demos(policy: Any, roots: list[str], n_demos: int, steps: int, path:
         if demo is None or len(demo.actions) < steps:
             raise BenchError(f"{files[k % len(files)]} has no demo {k // len(files)} with ≥ {steps} steps")
         start = int(rng.integers(0, len(demo.actions) - steps + 1))
-        actions = demo.actions[start: start + steps].astype(np.float64)
-        actions[:, 6] = env_to_model_gripper(actions[:, 6])
-        tokens.append(action_tokens(normalize(actions, stats), policy.model.cfg.n_text_vocab))
+        tokens.append(policy.processor.tokens_of_env_actions(demo.actions[start: start + steps], stats))
         policy.reset(demo.instruction, k)
         ep_frames, ep_sal = [], []
         for t in range(start, start + steps):
-            policy.act({"agentview_image": demo.agentview[t]})
-            ep_frames.append(policy.last_image)
+            ep_frames.append(policy.act({"agentview_image": demo.agentview[t]}).image)
             ep_sal.append(probe.saliency.float().numpy())
         frames.append(ep_frames)
         saliency.append(ep_sal)

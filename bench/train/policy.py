@@ -31,8 +31,9 @@ import torch.nn.functional as F
 
 from bench.errors import BenchError
 from bench.models.checkpoint import load_openvla, save_openvla
-from bench.models.openvla import ACTION_DIM, normalize_pixels
+from bench.models.openvla import ACTION_DIM
 from bench.models.presets import LIBERO_SUITES, build, preset
+from bench.models.processor import normalize_pixels
 from bench.train.augment import AUGMENTATIONS, augment
 from bench.train.bc_data import BCDataset, read_demo_frames, tokenise
 from bench.train.bc_forward import PromptTable, action_logits

@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 from bench.models.steering import PrefillState, Steering
+from bench.records import Field
 from methods.common import ATTN_LAYER, IMAGE_START, text_to_vision
 from methods.lac.flow import lac_input
 from methods.lac.nets import CANDIDATE_RATIOS, LACNet
@@ -118,6 +119,10 @@ class LAC(Steering):
     def step_macs(self) -> dict[str, int]:
         """The selector/predictor CNN ran this step (flow is classical CV: timed, not counted)."""
         return {"method_lac_cnn": self.net.macs()} if self.ran_net else {}
+
+    record_fields = (Field("lac_ratio", "fraction", "the predicted cache ratio (a candidate)"),
+                     Field("lac_cached", "tokens", "visual tokens cached this step"),
+                     Field("lac_recovered", "tokens", "cached tokens recomputed by random recovery"))
 
     def step_record(self) -> dict[str, float]:
         return {"lac_ratio": self.ratio, "lac_cached": int(self.cached.numel()), "lac_recovered": self.recovered}

@@ -1,9 +1,10 @@
-"""The OpenVLA LIBERO image chain, reimplemented without TensorFlow.
+"""OpenVLA's evaluation image kernels, reimplemented without TensorFlow.
 
-Reference (openvla ``experiments/robot``): 180° rotation → TF JPEG round trip → ``tf.image.resize``
-(lanczos3, antialias) to 224 with round+clip → optional TF ``crop_and_resize`` center crop of 0.9 area
-(bilinear) back to 224. Each step below follows the corresponding TF kernel; the measured deviation from
-TF on golden frames is pinned in ``tests/test_preprocessing.py`` and documented in docs/protocol.md.
+Reference (openvla ``experiments/robot``): [LIBERO's 180° rotation, ``envs/libero.py:upright``] → TF JPEG
+round trip → ``tf.image.resize`` (lanczos3, antialias) to 224 with round+clip → optional TF
+``crop_and_resize`` center crop of 0.9 area (bilinear) back to 224. Each function follows the corresponding
+TF kernel; the measured deviation from TF on golden frames is pinned in ``tests/test_preprocessing.py`` and
+documented in docs/protocol.md. ``bench/models/processor.py`` chains them.
 """
 
 from __future__ import annotations
@@ -16,10 +17,6 @@ from PIL import Image
 
 CROP_AREA = 0.9
 JPEG_QUALITY = 95  # tf.image.encode_jpeg default (4:2:0 chroma subsampling, as PIL's default)
-
-
-def rotate_180(img: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(img[::-1, ::-1])
 
 
 def jpeg_round_trip(img: np.ndarray) -> np.ndarray:
@@ -86,9 +83,3 @@ def center_crop(img: np.ndarray, area: float = CROP_AREA) -> np.ndarray:
     out = top + (bottom - top) * fy[:, None, None]
     out = np.clip(out, 0.0, 1.0)
     return np.clip(out * 255.5, 0, 255).astype(np.uint8)  # convert_image_dtype(uint8, saturate=True)
-
-
-def openvla_image_chain(raw: np.ndarray, size: int = 224, crop: bool = True) -> np.ndarray:
-    """LIBERO agentview frame (H×W×3 uint8, OpenGL orientation) → the policy's 224×224 uint8 input."""
-    img = resize_lanczos3(jpeg_round_trip(rotate_180(raw)), size)
-    return center_crop(img) if crop else img
