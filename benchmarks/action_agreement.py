@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.policies import load_openvla_policy
-from bench.profiler.trace import load_trace, record_trace
-from bench.run_command import build_method
+from bench.harness.openvla_policy import load_openvla_policy
+from bench.harness.registry import build_method
+from bench.harness.trace import load_trace, record_trace
 
 
 def main() -> None:

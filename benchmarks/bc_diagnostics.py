@@ -14,12 +14,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.models.checkpoint import load_openvla
-from bench.models.image_chain import center_crop
-from bench.models.openvla import ACTION_DIM
-from bench.models.processor import normalize_pixels
-from bench.train.bc_data import build_dataset
-from bench.train.bc_forward import PromptTable, action_logits
+from bench.core.models.checkpoint import load_openvla
+from bench.core.models.image_chain import center_crop
+from bench.core.models.openvla import ACTION_DIM
+from bench.core.models.processor import normalize_pixels
+from bench.harness.train.bc_data import build_dataset
+from bench.harness.train.bc_forward import PromptTable, action_logits
 
 DIMS = ("x", "y", "z", "roll", "pitch", "yaw", "gripper")
 

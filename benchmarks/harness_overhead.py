@@ -12,11 +12,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.manifest import environment
-from bench.policies import load_openvla_policy
-from bench.runner import execute
-from bench.spec import RunSpec
-from bench.store import RunStore, read_episodes, run_dir_for
+from bench.harness.manifest import environment
+from bench.harness.openvla_policy import load_openvla_policy
+from bench.harness.runner import execute
+from bench.harness.spec import RunSpec
+from bench.harness.store import RunStore, read_episodes, run_dir_for
 from envs.libero import LiberoSuite
 from methods.baseline import Baseline
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.policies import load_openvla_policy
-from bench.profiler.flops import paper_prefill_macs
-from bench.profiler.trace import load_trace, record_trace
-from bench.run_command import build_method
+from bench.core.flops import paper_prefill_macs
+from bench.harness.openvla_policy import load_openvla_policy
+from bench.harness.registry import build_method
+from bench.harness.trace import load_trace, record_trace
 
 METHODS = ("baseline", "fastv", "fastv-k3", "sparsevlm", "vla-cache", "vla-cache-importance")
 INSTRUCTION_SUITE = "libero_object"

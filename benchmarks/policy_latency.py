@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.policies import load_openvla_policy
+from bench.harness.openvla_policy import load_openvla_policy
 from methods.baseline import Baseline
 
 FRAMES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "libero_frames.npz"

@@ -25,6 +25,18 @@ GRIP_SITE = "gripper0_grip_site"
 OPEN, CLOSE = -1.0, 1.0
 
 
+@dataclass
+class ExpertEpisode:
+    """One expert (or expert-labelled) episode as recorded: what a LIBERO-layout demo file stores."""
+
+    success: bool
+    steps: int  # policy steps after the settle steps
+    actions: list[np.ndarray] = field(default_factory=list)
+    states: list[np.ndarray] = field(default_factory=list)  # flattened MuJoCo state before each action
+    obs: list[dict[str, np.ndarray]] = field(default_factory=list)  # observation each action was chosen on
+    error: str | None = None
+
+
 @dataclass(frozen=True)
 class PickPlace:
     obj: str

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import BenchError
-from bench.interrupt import raise_if_interrupted
+from bench.core.errors import BenchError
+from bench.core.interrupt import raise_if_interrupted
 from envs.suite import EvalProtocol
 
 MAX_STEPS = {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520, "libero_90": 400}

@@ -6,7 +6,7 @@ import ctypes.util
 import os
 import shutil
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 _LIBS = {"egl": ("EGL", "libegl1 (and an NVIDIA driver)"), "osmesa": ("OSMesa", "libosmesa6")}
 

@@ -1,1 +1,1 @@
-"""Acceleration methods: each is a Steering of the compute plan, registered by name in bench.registry."""
+"""Acceleration methods: each is a Steering of the compute plan, registered by name in bench.harness.registry."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.models.steering import Steering
+from bench.core.models.steering import Steering
 
 
 class Baseline(Steering):

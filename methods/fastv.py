@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.models.steering import PrefillState, Steering
-from bench.records import Field
+from bench.core.models.steering import PrefillState, Steering
+from bench.core.records import Field
 from methods.common import IMAGE_START, head_mean, visual_slots
 
 

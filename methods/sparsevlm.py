@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.models.steering import PrefillState, Steering
-from bench.records import Field
+from bench.core.models.steering import PrefillState, Steering
+from bench.core.records import Field
 from methods.common import IMAGE_START, head_mean
 
 V15_BUDGETS_576 = {192: (300, 200, 110), 128: (303, 110, 36), 96: (238, 48, 26), 64: (66, 30, 17)}

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.models.steering import PrefillState, Steering
-from bench.records import Field
+from bench.core.models.steering import PrefillState, Steering
+from bench.core.records import Field
 from methods.common import ATTN_LAYER, IMAGE_START, head_mean, text_to_vision
 
 REUSE_LAYERS = (2, 6, 9, 11)

@@ -7,10 +7,10 @@ Usage: python scripts/build_tiny_checkpoint.py [OUT_DIR]
 import sys
 from pathlib import Path
 
-from bench.models.checkpoint import save_openvla
-from bench.models.presets import build, tiny
-from bench.models.tokenizer import build_word_tokenizer
-from bench.policies import TINY_CHECKPOINT
+from bench.core.models.checkpoint import save_openvla
+from bench.core.models.presets import build, tiny
+from bench.core.models.tokenizer import build_word_tokenizer
+from bench.harness.openvla_policy import TINY_CHECKPOINT
 from envs.libero import instruction_words
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Regenerate tests/fixtures/tf_golden.npz with TensorFlow (run once in a venv that has tensorflow-cpu).
 
-The golden outputs pin our TF-free reimplementation of the OpenVLA image chain (bench/models/image_chain.py, chained by bench/models/processor.py).
+The golden outputs pin our TF-free reimplementation of the OpenVLA image chain (bench/core/models/image_chain.py, chained by bench/core/models/processor.py).
 Usage: python scripts/make_tf_golden.py tests/fixtures/libero_frames.npz tests/fixtures/tf_golden.npz
 """
 

@@ -23,14 +23,14 @@ def frames() -> np.ndarray:
 
 @pytest.fixture
 def tiny_model():
-    from bench.models.presets import build, tiny
+    from bench.core.models.presets import build, tiny
 
     return build(tiny(), seed=0)
 
 
 def pixels(model, image: np.ndarray) -> torch.Tensor:
     """The processor's pixel values of a 224² image, on the model's device and dtype."""
-    from bench.models.processor import OpenVLAProcessor
+    from bench.core.models.processor import OpenVLAProcessor
 
     return OpenVLAProcessor.pixel_values(image, like=model.projector.fc1.weight)
 
@@ -47,8 +47,8 @@ def has_cuda() -> bool:
 
 def fake_demo_file(path: Path, n_demos: int = 2, T: int = 6) -> None:
     """A LIBERO-layout demo file with random frames and actions (no simulator), written by our demo writer."""
-    from bench.demos.hdf5 import append_demo, open_task_file
-    from bench.demos.rollout import ExpertEpisode
+    from envs.expert import ExpertEpisode
+    from envs.libero_hdf5 import append_demo, open_task_file
 
     rng = np.random.default_rng(0)
     path.parent.mkdir(parents=True, exist_ok=True)

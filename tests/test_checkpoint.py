@@ -7,11 +7,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from bench.errors import BenchError
-from bench.models.checkpoint import load_openvla, save_openvla
-from bench.models.processor import OpenVLAProcessor, openvla_prompt
-from bench.models.tokenizer import build_word_tokenizer
-from bench.policies import TINY_CHECKPOINT
+from bench.core.errors import BenchError
+from bench.core.models.checkpoint import load_openvla, save_openvla
+from bench.core.models.processor import OpenVLAProcessor, openvla_prompt
+from bench.core.models.tokenizer import build_word_tokenizer
+from bench.harness.openvla_policy import TINY_CHECKPOINT
 from tests.conftest import pixels
 
 
@@ -94,8 +94,8 @@ def test_action_detokenization_matches_reference(tiny_model):
 
 def test_minimal_text_config_takes_transformers_llama_defaults():
     """The real openvla-7b text_config is minimal; absent fields are transformers' Llama defaults (eps 1e-6)."""
-    from bench.models.config import OpenVLAConfig
-    from bench.models.openvla import OpenVLA
+    from bench.core.models.config import OpenVLAConfig
+    from bench.core.models.openvla import OpenVLA
 
     cfg = OpenVLAConfig.from_hf({
         "timm_model_ids": ["vit_large_patch14_reg4_dinov2.lvd142m", "vit_so400m_patch14_siglip_224"],
@@ -122,7 +122,7 @@ def test_absent_eps_is_1e6_not_1e5(saved):
 
 
 def test_missing_tokenizer_is_named_before_weights_are_read(saved, monkeypatch):
-    import bench.models.checkpoint as ckpt
+    import bench.core.models.checkpoint as ckpt
 
     (saved / "tokenizer.json").unlink()
     monkeypatch.setattr(ckpt, "_read_tensors", lambda f: pytest.fail("weights read before the file check"))
@@ -132,7 +132,7 @@ def test_missing_tokenizer_is_named_before_weights_are_read(saved, monkeypatch):
 
 @pytest.mark.parametrize("keep", [0.5, 0.999, 4])
 def test_truncated_safetensors_names_the_file(saved, keep):
-    from bench.models.checkpoint import fingerprint
+    from bench.core.models.checkpoint import fingerprint
 
     file = saved / "model.safetensors"
     data = file.read_bytes()

@@ -35,7 +35,7 @@ def test_bad_input_is_one_line(args, message):
 
 
 def test_ls_imports_neither_torch_nor_mujoco():
-    code = "import sys; sys.argv=['bench','ls']; from bench.cli import app; app(standalone_mode=False); " \
+    code = "import sys; sys.argv=['bench','ls']; from bench.cli.main import app; app(standalone_mode=False); " \
            "print('HEAVY', [m for m in ('torch','mujoco','robosuite') if m in sys.modules])"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "baseline" in r.stdout and "libero_long" in r.stdout
@@ -50,9 +50,9 @@ def test_flops_7b_prints_paper_convention():
 
 def test_the_run_lock_is_taken_before_the_policy_loads(tmp_path, monkeypatch):
     """A second writer must meet the lock in a second, not after ~18 s of loading the env and the policy."""
-    import bench.run_command as rc
-    from bench.errors import BenchError
-    from bench.store import RunStore
+    import bench.cli.run as rc
+    from bench.core.errors import BenchError
+    from bench.harness.store import RunStore
 
     events = []
 
@@ -74,7 +74,7 @@ def test_help_and_listings_say_only_what_exists():
     import dataclasses
     import re
 
-    from bench.registry import METHODS
+    from bench.harness.registry import METHODS
 
     for entry in METHODS.entries():  # every key=value a summary shows is a real --set parameter
         config = getattr(METHODS.load(entry.name), "Config", None)

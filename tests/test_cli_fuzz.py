@@ -1,7 +1,7 @@
 """A fuzz pass over the CLI: every command and option with wrong types, out-of-range values, missing values,
 unknown names, and missing or corrupt files. Every bad input must exit 2 with a message and no traceback.
 
-The commands run in-process (``bench.cli.main``), so the ~300 inputs take about a minute; each is bounded by
+The commands run in-process (``bench.cli.main.main``), so the ~300 inputs take about a minute; each is bounded by
 an alarm, so a bad input that is accepted and starts real work fails the test instead of hanging it.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.policies import TINY_CHECKPOINT
+from bench.harness.openvla_policy import TINY_CHECKPOINT
 
 COMMANDS = {  # option → bad values (a missing value is added for every option below)
     "run": {
@@ -142,7 +142,7 @@ def _alarm(signum, frame):
 
 
 def run_in_process(argv: list[str], capsys) -> tuple[int, str]:
-    from bench.cli import main
+    from bench.cli.main import main
 
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(60)

@@ -6,11 +6,11 @@ import h5py
 import numpy as np
 import pytest
 
-from bench.demos.generate import generate, task_file
-from bench.demos.hdf5 import load_demos
-from bench.demos.rollout import run_expert
-from bench.train.bc_data import build_dataset
+from bench.harness.demos.expert_rollout import run_expert
+from bench.harness.demos.generate import generate, task_file
+from bench.harness.train.bc_data import build_dataset
 from envs.libero import LiberoSuite
+from envs.libero_hdf5 import load_demos
 from tests.conftest import run_bench
 
 
@@ -44,8 +44,8 @@ def test_generated_demo_has_the_libero_layout_and_resumes(tmp_path):
     assert demos[0].instruction == "pick up the cream cheese and place it in the basket"
     assert np.abs(demos[0].actions).max() <= 1.0
     # the training loader reads the same file
-    from bench.models.presets import tiny
-    from bench.models.tokenizer import build_word_tokenizer
+    from bench.core.models.presets import tiny
+    from bench.core.models.tokenizer import build_word_tokenizer
 
     cfg = tiny()
     tok = build_word_tokenizer(demos[0].instruction.split(), cfg.n_text_vocab, cfg.n_action_bins)
@@ -119,9 +119,9 @@ def test_dagger_round_writes_labelled_policy_states_that_training_reads(tmp_path
     import json
 
     import envs.libero as libero_mod
-    from bench.demos.dagger import dagger_round
-    from bench.policies import load_openvla_policy
-    from bench.train.bc_data import read_demo_frames
+    from bench.harness.demos.dagger import dagger_round
+    from bench.harness.openvla_policy import load_openvla_policy
+    from bench.harness.train.bc_data import read_demo_frames
     from methods.baseline import Baseline
 
     real_task = libero_mod.LiberoSuite.task

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from bench.fidelity import REFERENCE_FILE, Tolerance, check_reference, record_reference
+from bench.harness.fidelity import REFERENCE_FILE, Tolerance, check_reference, record_reference
 from tests.conftest import FIXTURES, run_bench
 
 METHODS = "baseline,fastv,vla-cache,lac"
@@ -36,7 +36,7 @@ def test_unchanged_executor_passes_exactly(reference):
 def test_perturbed_executor_fails(reference, monkeypatch):
     """RoPE frequencies 10 % off (a misread rope_theta, like the eps default this project once had): greedy tokens
     change and the gate says so. (A position shift would not do: RoPE depends only on relative positions.)"""
-    import bench.models.llama as llama
+    import bench.core.models.llama as llama
 
     table = llama.rope_table
     monkeypatch.setattr(llama, "rope_table", lambda d, theta, n, device: table(d, 1.1 * theta, n, device))

@@ -2,8 +2,8 @@
 
 import torch
 
-from bench.models.accounting import policy_step_macs
-from bench.profiler.flops import MacMeter
+from bench.core.flops import MacMeter
+from bench.core.models.accounting import policy_step_macs
 
 
 def test_openvla_7b_paper_convention_prefill():

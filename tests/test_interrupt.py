@@ -6,7 +6,7 @@ import signal
 import pytest
 from robosuite.utils.errors import RandomizationError
 
-from bench.interrupt import deferred_interrupts, interrupted, raise_if_interrupted
+from bench.core.interrupt import deferred_interrupts, interrupted, raise_if_interrupted
 from envs.libero import _reset_retrying
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from bench.models.steering import PrefillState
+from bench.core.models.steering import PrefillState
 from methods.lac.flow import farneback, lac_input
 from methods.lac.method import LAC, LACConfig, recovered_tokens
 from methods.lac.nets import CANDIDATE_RATIOS, LACNet, gumbel_ratio, soft_cache_mask
@@ -103,11 +103,11 @@ def test_cnn_macs_match_fvcore():
 
 def test_demo_mode_targets_are_the_demo_actions(tmp_path):
     """``bench train lac --data``: frames and targets come from a LIBERO-layout demo file, not from rollouts."""
-    from bench.demos.hdf5 import load_demos
-    from bench.models.processor import action_tokens, env_to_model_gripper, normalize_actions
-    from bench.policies import TINY_CHECKPOINT, OpenVLAPolicy
-    from bench.train.lac import LACTrainConfig, train_lac
-    from bench.train.lac_data import SaliencyProbe
+    from bench.core.models.processor import action_tokens, env_to_model_gripper, normalize_actions
+    from bench.harness.openvla_policy import TINY_CHECKPOINT, OpenVLAPolicy
+    from envs.libero_hdf5 import load_demos
+    from methods.lac.train import LACTrainConfig, train_lac
+    from methods.lac.train_data import SaliencyProbe
     from tests.conftest import fake_demo_file
 
     fake_demo_file(tmp_path / "demos" / "t_demo.hdf5", n_demos=1, T=6)

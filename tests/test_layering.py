@@ -1,6 +1,6 @@
 """Import structure, checked statically so it cannot rot: no import cycles (function-level imports included),
-no method importing another method, and the lower layers (models, methods, envs) never reaching up into the
-harness, analysis or CLI modules."""
+no method importing another method, and every import pointing down the layers of docs/architecture.md:
+core (bench/core) < envs < methods < harness (bench/harness) < analysis (bench/analysis) < CLI (bench/cli)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("bench", "methods", "envs")
 
-# The core (module-name prefixes): all that the lower layers may import from ``bench``.
-CORE = ("bench.errors", "bench.interrupt", "bench.records", "bench.models", "bench.profiler.flops",
-        "bench.profiler.timing")
-LOWER_LAYERS = ("bench.models", "bench.profiler.flops", "bench.profiler.timing", "methods", "envs")
-
+# Layers, lowest first, as module-name prefixes; a module may import its own layer and those below.
+LAYERS = (("bench.core",), ("envs",), ("methods",), ("bench.harness",), ("bench.analysis",),
+          ("bench.cli", "bench.__main__", "bench"))
 
 def _within(module: str, prefixes: tuple[str, ...]) -> bool:
     return any(module == p or module.startswith(p + ".") for p in prefixes)
@@ -58,7 +56,7 @@ def graph() -> nx.DiGraph:
 
 
 def test_the_graph_sees_the_packages(graph):
-    assert graph.number_of_nodes() > 60 and graph.has_edge("methods.fastv", "bench.models.steering")
+    assert graph.number_of_nodes() > 60 and graph.has_edge("methods.fastv", "bench.core.models.steering")
 
 
 def test_no_import_cycles(graph):
@@ -75,7 +73,19 @@ def test_no_method_imports_another_method(graph):
     assert not crossing, f"methods share code through methods/common.py, not each other: {crossing}"
 
 
-def test_lower_layers_do_not_import_upwards(graph):
-    upward = [(a, b) for a, b in graph.edges
-              if _within(a, LOWER_LAYERS) and _within(b, ("bench",)) and not _within(b, CORE)]
-    assert not upward, f"imports from a lower layer into the harness/analysis/CLI: {upward}"
+def layer_of(module: str) -> int:
+    """Index into LAYERS of the most specific prefix (``bench`` itself is the CLI package's parent)."""
+    best = max(((len(p), i) for i, prefixes in enumerate(LAYERS) for p in prefixes if _within(module, (p,))), default=None)
+    assert best is not None, f"{module} is in no layer"
+    return best[1]
+
+
+def test_every_module_is_in_a_layer_folder(graph):
+    loose = [m for m in graph.nodes if m.startswith("bench.") and m.count(".") == 1
+             and m not in ("bench.core", "bench.harness", "bench.analysis", "bench.cli", "bench.__main__")]
+    assert not loose, f"modules directly under bench/ (put them in core/, harness/, analysis/ or cli/): {loose}"
+
+
+def test_imports_point_down_the_layers(graph):
+    upward = [(a, b) for a, b in graph.edges if layer_of(b) > layer_of(a)]
+    assert not upward, f"imports into a higher layer: {upward}"

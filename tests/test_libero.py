@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from bench.policies import load_openvla_policy
-from bench.rollout import rollout
+from bench.harness.openvla_policy import load_openvla_policy
+from bench.harness.rollout import rollout
 from envs.libero import LiberoSuite
 from methods.baseline import Baseline
 

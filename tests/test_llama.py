@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from bench.models.config import LlamaConfig
-from bench.models.llama import LlamaExecutor
-from bench.models.steering import PrefillState, Steering
+from bench.core.models.config import LlamaConfig
+from bench.core.models.llama import LlamaExecutor
+from bench.core.models.steering import PrefillState, Steering
 
 CFG = LlamaConfig(hidden_size=64, intermediate_size=176, num_hidden_layers=3, num_attention_heads=4,
                   num_key_value_heads=4, vocab_size=320, rms_norm_eps=1e-6, rope_theta=10000.0)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.models.steering import PrefillState, Steering
-from bench.policies import load_openvla_policy
-from bench.run_command import build_method
+from bench.core.models.steering import PrefillState, Steering
+from bench.harness.openvla_policy import load_openvla_policy
+from bench.harness.registry import build_method
 from methods.common import text_to_vision
 from methods.fastv import FastV, FastVConfig, fastv_keep
 from methods.sparsevlm import SparseVLM, SparseVLMConfig, dpc_knn, select_raters
@@ -30,7 +30,7 @@ def run(steering: Steering, images: list[np.ndarray]):
 
 @pytest.fixture(scope="module")
 def images(frames):
-    from bench.models.processor import model_image
+    from bench.core.models.processor import model_image
     from envs.libero import upright
 
     a, b = (model_image(upright(f)) for f in frames)

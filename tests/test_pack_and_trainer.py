@@ -17,14 +17,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.errors import BenchError
-from bench.models.checkpoint import load_openvla
-from bench.models.image_chain import center_crop
-from bench.models.presets import tiny
-from bench.models.tokenizer import build_word_tokenizer
-from bench.train.augment import augment, hsv_to_rgb, rgb_to_hsv
-from bench.train.bc_data import DemoFrames, read_demo_frames, tokenise
-from bench.train.pack import load_pack, write_pack
+from bench.core.errors import BenchError
+from bench.core.models.checkpoint import load_openvla
+from bench.core.models.image_chain import center_crop
+from bench.core.models.presets import tiny
+from bench.core.models.tokenizer import build_word_tokenizer
+from bench.harness.train.augment import augment, hsv_to_rgb, rgb_to_hsv
+from bench.harness.train.bc_data import DemoFrames, read_demo_frames, tokenise
+from bench.harness.train.pack import load_pack, write_pack
 from tests.conftest import ROOT as REPO
 from tests.conftest import fake_demo_file
 
@@ -150,7 +150,7 @@ def _train(pack: Path, out: Path, *extra: str, env: dict | None = None) -> subpr
 
 
 def test_trainer_sizes_its_schedule_from_the_budget_after_warm_up(pack, tmp_path):
-    from bench.train.policy import BCConfig, train_policy
+    from bench.harness.train.policy import BCConfig, train_policy
 
     ticks = itertools.count()
     clock = lambda: 0.1 * next(ticks)  # noqa: E731  (a clock that advances per reading: load-independent)

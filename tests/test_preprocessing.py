@@ -4,8 +4,8 @@ on real LIBERO frames."""
 import numpy as np
 import pytest
 
-from bench.models import image_chain as P
-from bench.models.processor import model_image
+from bench.core.models import image_chain as P
+from bench.core.models.processor import model_image
 from envs.libero import upright
 from tests.conftest import FIXTURES
 

@@ -1,4 +1,4 @@
-"""The record schema (bench/records.py) declares every field a step row and an episode record carry."""
+"""The record schema (bench/core/records.py) declares every field a step row and an episode record carry."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from bench import records as R
-from bench.policies import load_openvla_policy
-from bench.registry import METHODS
-from bench.rollout import EpisodeRecord, rollout
-from bench.run_command import build_method
+from bench.core import records as R
+from bench.harness.openvla_policy import load_openvla_policy
+from bench.harness.registry import METHODS, build_method
+from bench.harness.rollout import EpisodeRecord, rollout
 
 
 class FrameTask:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from bench.errors import BenchError
-from bench.registry import METHODS, SUITES
+from bench.core.errors import BenchError
+from bench.harness.registry import METHODS, SUITES
 from envs.libero import MAX_STEPS, WAIT_ACTION, reference_protocol
 
 
@@ -27,7 +27,7 @@ def test_unknown_name_suggests_close_match():
 
 
 def test_gripper_post_processing_matches_reference():
-    from bench.models.processor import gripper_to_env
+    from bench.core.models.processor import gripper_to_env
 
     # model 1 = open → env −1 = open; bin centers never equal 0.5
     assert gripper_to_env(0.996) == -1.0 and gripper_to_env(0.004) == 1.0

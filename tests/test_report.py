@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.paper_report import write_paper_tables
+from bench.analysis.paper_report import write_paper_tables
 from tests.conftest import FIXTURES, run_bench
 
 GOLDEN = FIXTURES / "golden"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bench.stats import mcnemar_exact, paired_compare, wilson_interval
+from bench.analysis.stats import mcnemar_exact, paired_compare, wilson_interval
 from tests.conftest import run_bench
 
 

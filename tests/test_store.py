@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from bench.errors import BenchError
-from bench.spec import RunSpec
-from bench.store import RunStore, read_episodes
+from bench.core.errors import BenchError
+from bench.harness.spec import RunSpec
+from bench.harness.store import RunStore, read_episodes
 
 
 def spec(**kw) -> RunSpec:
@@ -52,7 +52,7 @@ def test_torn_step_rows_are_repaired_and_attempts_kept_apart(tmp_path):
     """A torn steps.jsonl tail and a retried episode: steps.parquet holds exactly the latest attempt's rows."""
     import pandas as pd
 
-    from bench.store import materialize_steps
+    from bench.harness.store import materialize_steps
 
     def rows(tag, n):
         return [{"step": i, "tag": tag} for i in range(n)]
@@ -77,7 +77,7 @@ def test_torn_step_rows_are_repaired_and_attempts_kept_apart(tmp_path):
 def test_rows_of_an_attempt_killed_before_its_record_are_not_kept(tmp_path):
     import pandas as pd
 
-    from bench.store import materialize_steps
+    from bench.harness.store import materialize_steps
 
     store = RunStore(tmp_path)
     store.log_invocation({})

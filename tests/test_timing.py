@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from bench.profiler.timing import RegionTimer
+from bench.core.timing import RegionTimer
 
 
 def test_cpu_regions_accumulate_wall_time():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.models.checkpoint import load_openvla
-from bench.models.processor import (
+from bench.core.models.checkpoint import load_openvla
+from bench.core.models.processor import (
     OpenVLAProcessor,
     action_tokens,
     env_to_model_gripper,
@@ -14,8 +14,8 @@ from bench.models.processor import (
     normalize_pixels,
     openvla_prompt,
 )
-from bench.models.tokenizer import build_word_tokenizer
-from bench.train.bc_forward import PromptTable, action_logits
+from bench.core.models.tokenizer import build_word_tokenizer
+from bench.harness.train.bc_forward import PromptTable, action_logits
 from tests.conftest import fake_demo_file, pixels
 
 WORDS = ["pick", "up", "the", "ketchup", "and", "place", "it", "in", "basket", "put", "bowl", "on", "plate"]
@@ -61,7 +61,7 @@ def test_gripper_mapping_inverts_the_policy_post_processing():
 
 
 def test_train_policy_writes_a_loadable_checkpoint_and_resumes(tmp_path):
-    from bench.train.policy import BCConfig, train_policy
+    from bench.harness.train.policy import BCConfig, train_policy
 
     fake_demo_file(tmp_path / "demos" / "libero_object" / "t_demo.hdf5")
     cfg = BCConfig(data=[str(tmp_path / "demos")], steps=2, batch_size=2, save_every=1, warmup=1)

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from bench.models.config import ViTConfig
-from bench.models.vit import VisionTransformer
+from bench.core.models.config import ViTConfig
+from bench.core.models.vit import VisionTransformer
 from tests.timm_reference import import_timm
 
 
@@ -47,7 +47,7 @@ def test_features_equal_timm(cfg):
 
 def test_openvla_7b_vit_shapes_match_timm_ids():
     timm = import_timm()
-    from bench.models.config import TIMM_VITS
+    from bench.core.models.config import TIMM_VITS
 
     for name, cfg in TIMM_VITS.items():
         ref = timm.create_model(name, pretrained=False, img_size=224, device="meta", num_classes=0)

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from bench.models.steering import PrefillState, Steering
-from bench.records import Field
+from bench.core.models.steering import PrefillState, Steering
+from bench.core.records import Field
 from methods.common import ATTN_LAYER, IMAGE_START, text_to_vision
 from methods.lac.flow import lac_input
 from methods.lac.nets import CANDIDATE_RATIOS, LACNet

@@ -1,1 +1,0 @@
-"""Executors: where episodes run. Local (in-process, the default: bench.runner) or Ray actors."""

@@ -1,0 +1,127 @@
+"""The one rollout loop every suite, policy and method shares."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bench.core import records as R
+from bench.core.interrupt import raise_if_interrupted
+from bench.harness.policy import Policy
+from envs.suite import Task
+
+
+@dataclass
+class EpisodeRecord:
+    key: str
+    task_id: int
+    task_name: str
+    init_state_index: int
+    success: bool
+    steps: int
+    first_success_step: int | None
+    status: str  # "ok" | "error"
+    message: str
+    wall_time_s: float
+    env_time_s: float  # env.step during policy steps
+    policy_time_s: float  # policy.act
+    harness_time_s: float  # the rest of the policy-step loop: the harness's own overhead
+    actions_sha1: str
+    started_at: float  # unix time
+    finished_at: float
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rollout(
+    task: Task,
+    init_index: int,
+    policy: Policy,
+    *,
+    max_steps: int,
+    wait_steps: int,
+    wait_action: tuple[float, ...],
+    episode_seed: int,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+    on_frame: Callable[[np.ndarray], None] | None = None,
+) -> EpisodeRecord:
+    """Run one episode: reset to init state ``init_index``, wait, then at most ``max_steps`` policy steps.
+
+    Success is the first ``done`` of a policy step (wait steps ignore ``done``, as in the reference).
+    Any exception ends the episode as ``status='error'`` with its message; it is never a silent failure.
+    """
+    t0, started_at = time.perf_counter(), time.time()
+    env_time = policy_time = 0.0
+    steps, done = 0, False
+    actions = hashlib.sha1()
+    status, message = "ok", ""
+    step_rows: list[dict[str, Any]] = []
+    loop_time = 0.0
+    try:
+        obs = task.reset(init_index)
+        policy.reset(task.instruction, episode_seed)
+        for _ in range(wait_steps):
+            raise_if_interrupted()
+            obs, _ = task.step(np.asarray(wait_action))
+        loop_start = time.perf_counter()
+        while steps < max_steps and not done:
+            raise_if_interrupted()
+            if on_frame is not None:
+                on_frame(obs["agentview_image"])
+            t = time.perf_counter()
+            result = policy.act(obs)
+            t1 = time.perf_counter()
+            action = result.action
+            obs, done = task.step(action)
+            t2 = time.perf_counter()
+            policy_time += t1 - t
+            env_time += t2 - t1
+            actions.update(np.asarray(action, dtype=np.float64).tobytes())
+            steps += 1
+            row = {R.STEP: steps - 1, R.POLICY_S: t1 - t, R.ENV_S: t2 - t1,
+                   R.ACTION: [round(float(a), 6) for a in action], **result.record}
+            step_rows.append(row)
+            if on_step is not None:
+                on_step(row)
+        loop_time = time.perf_counter() - loop_start
+    except Exception as exc:
+        status, message = "error", f"{type(exc).__name__}: {exc}"
+    return EpisodeRecord(
+        key=f"{task.task_id}:{init_index}",
+        task_id=task.task_id,
+        task_name=task.name,
+        init_state_index=init_index,
+        success=bool(done) and status == "ok",
+        steps=steps,
+        first_success_step=steps if done else None,
+        status=status,
+        message=message,
+        wall_time_s=time.perf_counter() - t0,
+        env_time_s=env_time,
+        policy_time_s=policy_time,
+        harness_time_s=max(0.0, loop_time - env_time - policy_time),
+        actions_sha1=actions.hexdigest(),
+        started_at=started_at,
+        finished_at=time.time(),
+        summary=summarize_steps(step_rows),
+    )
+
+
+def summarize_steps(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-episode medians/means of numeric per-step fields (latencies, MACs, token counts)."""
+    if not rows:
+        return {}
+    out: dict[str, Any] = {}
+    keys = {k for r in rows for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for k in sorted(keys - {R.STEP}):
+        vals = np.array([r[k] for r in rows if k in r], dtype=np.float64)
+        out[R.summary_field(k, "mean")] = float(vals.mean())
+        out[R.summary_field(k, "median")] = float(np.median(vals))
+    return out

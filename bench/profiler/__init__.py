@@ -1,1 +1,0 @@
-"""Measurement: MAC/FLOP accounting from executed shapes, timing regions."""
