@@ -2,7 +2,8 @@
 
 Replays real LIBERO frames (tests/fixtures) through the embedded tiny policy at batch size 1 with warm-up,
 and prints medians and p90 per region (end-to-end step = all regions + adapter bookkeeping).
-Usage: python benchmarks/policy_latency.py [--steps 100] [--warmup 10] [--device cpu] [--dtype fp32]
+Usage: python benchmarks/policy_latency.py [--steps 100] [--warmup 10] [--device cpu] [--dtype fp32] [--compile]
+(with --compile the warm-up includes the decode step's compilation, tens of seconds on CPU).
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="fp32")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the decode step")
     args = ap.parse_args()
     frames = np.load(FRAMES)["frames"]
-    policy = load_openvla_policy("tiny-openvla", None, Baseline(), "libero_object", args.device, args.dtype)
+    policy = load_openvla_policy("tiny-openvla", None, Baseline(), "libero_object", args.device, args.dtype,
+                                 compile_decode=args.compile)
     policy.reset("pick up the alphabet soup and place it in the basket", 0)
     rows = []
     for i in range(args.warmup + args.steps):
@@ -36,7 +39,7 @@ def main() -> None:
         if i >= args.warmup:
             rows.append(row)
     print(f"tiny-openvla, {args.device} {args.dtype}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{args.steps} steps after {args.warmup} warm-up")
+          f"{args.steps} steps after {args.warmup} warm-up, {policy.execution}")
     print(f"{'region':<11}{'p50 ms':>9}{'p90 ms':>9}{'mean ms':>9}")
     for region in REGIONS:
         v = 1e3 * np.array([r[f"time_{region}_s"] for r in rows])

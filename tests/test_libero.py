@@ -21,8 +21,7 @@ def test_tiny_policy_drives_a_real_episode():
     task = suite.task(0)
     policy = load_openvla_policy("tiny-openvla", None, Baseline(), "libero_object")
     try:
-        rec = rollout(task, 0, policy, max_steps=4, wait_steps=suite.protocol.wait_steps,
-                      wait_action=suite.protocol.wait_action, episode_seed=0)
+        rec = rollout(task, 0, policy, max_steps=4, episode_seed=0)
     finally:
         task.close()
     assert rec.status == "ok", rec.message
@@ -74,8 +73,7 @@ def test_exception_is_recorded_as_error_not_failure():
     suite = LiberoSuite("libero_object")
     task = suite.task(1)
     try:
-        rec = rollout(task, 0, Exploding(), max_steps=3, wait_steps=1, wait_action=suite.protocol.wait_action,
-                      episode_seed=0)
+        rec = rollout(task, 0, Exploding(), max_steps=3, episode_seed=0)
     finally:
         task.close()
     assert rec.status == "error" and "ValueError: policy blew up" in rec.message and not rec.success

@@ -25,6 +25,9 @@ class FrameTask:
         self.t = 0
         return {"agentview_image": self.frames[0]}
 
+    def start(self, init_index: int | None, seed: int = 0) -> dict[str, np.ndarray]:
+        return self.reset(init_index or 0)  # no settle steps
+
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], bool]:
         self.t += 1
         return {"agentview_image": self.frames[self.t % len(self.frames)]}, False
@@ -48,7 +51,7 @@ def test_every_step_field_of_every_method_is_declared(method, frames):
     steering, _ = build_method(method, {})
     policy = load_openvla_policy("tiny-openvla", None, steering, "libero_object")
     rows: list[dict] = []
-    record = rollout(FrameTask(frames), 0, policy, max_steps=3, wait_steps=0, wait_action=(0.0,) * 7,
+    record = rollout(FrameTask(frames), 0, policy, max_steps=3,
                      episode_seed=0, on_step=rows.append)
     assert record.status == "ok", record.message
     keys = {k for row in rows for k in row}

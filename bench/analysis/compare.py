@@ -15,7 +15,8 @@ from bench.harness.store import EPISODES, MANIFEST, latest_by_key, read_episodes
 # Spec fields two runs may differ in and still be paired episode by episode: what is being compared (the method
 # and its parameters, the device and dtype it ran on) and which episodes each holds (pairing uses shared keys).
 # Every other field (suite, max steps, protocol, policy and its weights, seed) must match.
-MAY_DIFFER = ("method", "method_params", "protocol.device", "protocol.dtype", "tasks", "episodes_per_task")
+MAY_DIFFER = ("method", "method_params", "protocol.device", "protocol.dtype", "protocol.compile", "tasks",
+              "episodes_per_task")
 
 MEAN_PAPER_MACS = R.summary_field(R.PAPER_PREFILL_MACS, "mean")
 MEDIAN_STEP_S = R.summary_field(R.TIME_STEP_S, "median")

@@ -40,6 +40,7 @@ def run(
     workers: Annotated[int, typer.Option(min=1, help="Ray actors (each loads the policy once)")] = 2,
     gpus_per_worker: Annotated[float, typer.Option(min=0, help="GPUs per Ray actor (0: CPU)")] = 0.0,
     address: Annotated[str | None, typer.Option(help="Ray cluster: auto | HOST:PORT (default: a local cluster)")] = None,
+    compile_decode: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the decode step (CUDA graphs on a GPU); the first step compiles, tokens equal eager within float tolerance")] = False,
 ) -> None:
     """Run (or resume) episodes of METHOD on SUITE; results are appended to a run directory."""
     from bench.cli.run import run_command
@@ -47,7 +48,8 @@ def run(
     run_command(method=method, suite=suite, tasks=parse_tasks(tasks), episodes_per_task=episodes_per_task,
                 max_steps=max_steps, policy=policy, checkpoint=checkpoint, out=out, video=video, device=device,
                 dtype=dtype, params=parse_sets(set_), retry_errors=retry_errors, seed=seed, console=console,
-                executor=executor, workers=workers, gpus_per_worker=gpus_per_worker, address=address)
+                executor=executor, workers=workers, gpus_per_worker=gpus_per_worker, address=address,
+                compile_decode=compile_decode)
 
 
 @app.command("ls")
@@ -116,13 +118,14 @@ def profile(
     device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
     dtype: Annotated[str, typer.Option(help="fp32 | bf16 | fp16")] = "fp32",
     out: Annotated[Path, typer.Option(help="output folder")] = Path("reports/profile"),
+    compile_decode: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the decode step (CUDA graphs on a GPU); the first step compiles, tokens equal eager within float tolerance")] = False,
 ) -> None:
     """Performance mode: replay a recorded LIBERO frame trace through each method; latency percentiles + MACs."""
     from bench.cli.profile import profile_command
 
     profile_command(methods=method, policy=policy, checkpoint=checkpoint, random_weights=random_weights, trace=trace,
                     record=record, suite=SUITES.resolve(suite).name, task=task, warmup=warmup, repeat=repeat,
-                    device=device, dtype=dtype, out=out, console=console)
+                    device=device, dtype=dtype, out=out, console=console, compile_decode=compile_decode)
 
 
 train_app = typer_app("Train the tiny policy (behaviour cloning) or LAC's modules.")
@@ -266,6 +269,7 @@ def fidelity(
     checkpoint: Annotated[str | None, typer.Option(help="HF-format checkpoint directory (default: the reference's)")] = None,
     max_token_mismatch: Annotated[float, typer.Option(min=0, max=1, help="fraction of a method's tokens allowed to change")] = 0.0,
     action_atol: Annotated[float, typer.Option(min=0, help="allowed |Δ action| on steps whose tokens agree")] = 1e-5,
+    compile_decode: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the decode step (CUDA graphs on a GPU); the first step compiles, tokens equal eager within float tolerance")] = False,
 ) -> None:
     """Fidelity gate: each method's greedy tokens and actions on a committed trace vs the reference (exit 1 on change)."""
     from bench.harness.fidelity import Tolerance, check_reference, record_reference
@@ -275,7 +279,7 @@ def fidelity(
         console.print(f"recorded {path}")
         return
     tol = Tolerance(max_token_mismatch, action_atol)
-    results = check_reference(reference, tol, methods, checkpoint)
+    results = check_reference(reference, tol, methods, checkpoint, compile_decode=compile_decode)
     table = Table("method", "tokens changed", "steps changed", "max |Δ action| (agreeing steps)",
                   "agreement with baseline", "verdict")
     for r in results:

@@ -33,14 +33,16 @@ def percentiles(values_s: list[float]) -> dict[str, float]:
 
 
 def build_policy(name: str, method: str, checkpoint: str | None, random_weights: bool, suite: str, device: str,
-                 dtype: str) -> Any:
+                 dtype: str, compile_decode: bool = False) -> Any:
     from bench.harness.openvla_policy import random_weight_policy
     from bench.harness.registry import build_method
 
     steering, _ = build_method(method, {})
     if random_weights:
-        return random_weight_policy("tiny" if name == "tiny-openvla" else name, steering, suite, device, dtype)
-    return POLICIES.load(name)(name, checkpoint, steering, suite, device=device, dtype=dtype)
+        return random_weight_policy("tiny" if name == "tiny-openvla" else name, steering, suite, device, dtype,
+                                    compile_decode)
+    return POLICIES.load(name)(name, checkpoint, steering, suite, device=device, dtype=dtype,
+                               compile_decode=compile_decode)
 
 
 def patch_status(policy: Any, step: StepResult, layer: int = -1) -> np.ndarray:
@@ -74,7 +76,7 @@ def profile_method(policy: Any, frames: np.ndarray, instruction: str, warmup: in
 
 def profile_command(*, methods: str, policy: str, checkpoint: str | None, random_weights: bool, trace: Path | None,
                     record: int | None, suite: str, task: int, warmup: int, repeat: int, device: str, dtype: str,
-                    out: Path, console: Console) -> pd.DataFrame:
+                    out: Path, console: Console, compile_decode: bool = False) -> pd.DataFrame:
     from bench.harness.spec import resolve_device
 
     names = [m.name for m in METHODS.entries()] if methods == "all" else methods.split(",")
@@ -95,7 +97,7 @@ def profile_command(*, methods: str, policy: str, checkpoint: str | None, random
     roof = device_for(dev_name if device == "cuda" else "cpu")
     results = []
     for name in names:
-        pol = build_policy(policy, name, checkpoint, random_weights, trace_suite, device, dtype)
+        pol = build_policy(policy, name, checkpoint, random_weights, trace_suite, device, dtype, compile_decode)
         rows = profile_method(pol, frames, instruction, warmup, repeat, out / f"token_mask_{name}.png")
         cfg = pol.model.cfg.text
         llm_params = sum(p.numel() for p in pol.model.language_model.model.layers.parameters())
@@ -122,7 +124,8 @@ def profile_command(*, methods: str, policy: str, checkpoint: str | None, random
                "weights": "random" if random_weights else str(checkpoint or "embedded"), "torch": torch.__version__,
                "cuda": torch.version.cuda if device == "cuda" else None, "attention": "sdpa (+ explicit softmax rows "
                "for the statistics a method requests)", "trace": str(trace), "frames": len(frames),
-               "warmup_steps": warmup, "repeats": repeat, "batch_size": 1}
+               "warmup_steps": warmup, "repeats": repeat, "batch_size": 1,
+               "execution": "compiled decode" if compile_decode else "eager"}
     df.to_csv(out / "profile.csv", index=False)
     (out / "profile.json").write_text(json.dumps({"context": context, "results": results}, indent=2))
     _print(df, context, console)

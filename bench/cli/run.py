@@ -61,7 +61,8 @@ def validate_episodes(suite: Any, tasks: list[int], episodes_per_task: int) -> N
 def run_command(*, method: str, suite: str, tasks: list[int] | None, episodes_per_task: int, max_steps: int | None,
                 policy: str, checkpoint: str | None, out: Path, video: bool, device: str, dtype: str,
                 params: dict[str, str], retry_errors: bool, seed: int, console: Console, executor: str = "local",
-                workers: int = 2, gpus_per_worker: float = 0.0, address: str | None = None) -> None:
+                workers: int = 2, gpus_per_worker: float = 0.0, address: str | None = None,
+                compile_decode: bool = False) -> None:
     """Validate everything, take the run's lock, then load the policy and run what is missing.
 
     The order matters: bad input fails in a second with one line, and a second writer meets the lock before
@@ -81,7 +82,8 @@ def run_command(*, method: str, suite: str, tasks: list[int] | None, episodes_pe
     validate_episodes(the_suite, run_tasks, episodes_per_task)
     device = ("cuda" if gpus_per_worker > 0 else "cpu") if executor == "ray" else resolve_device(device)
     ckpt = resolve_checkpoint(policy_entry.name, checkpoint)
-    recipe = PolicyRecipe(policy_entry.name, str(ckpt), method_entry.name, params, suite_entry.name, device, dtype)
+    recipe = PolicyRecipe(policy_entry.name, str(ckpt), method_entry.name, params, suite_entry.name, device, dtype,
+                          compile_decode)
     protocol = the_suite.protocol
     spec = RunSpec(
         suite=suite_entry.name,
@@ -93,7 +95,8 @@ def run_command(*, method: str, suite: str, tasks: list[int] | None, episodes_pe
         method=method_entry.name,
         method_params=method_params,
         protocol={**dataclasses.asdict(protocol), "max_steps_override": max_steps is not None,
-                  "device": device, "dtype": dtype},
+                  "device": device, "dtype": dtype,
+                  **({"compile": "decode"} if compile_decode else {})},  # absent when eager: old runs keep their hash
         seed=seed,
     )
     from bench.harness.manifest import environment

@@ -51,7 +51,7 @@ def method_names(methods: str) -> list[str]:
 
 
 def replay_methods(policy_name: str, checkpoint: str | None, names: list[str], trace: Path,
-                   device: str = "cpu") -> tuple[dict[str, dict[str, list]], str]:
+                   device: str = "cpu", compile_decode: bool = False) -> tuple[dict[str, dict[str, list]], str]:
     """Replay the trace through each method; returns (results by method, policy fingerprint)."""
     from bench.harness.registry import build_method
 
@@ -59,7 +59,8 @@ def replay_methods(policy_name: str, checkpoint: str | None, names: list[str], t
     results, fingerprint = {}, ""
     for name in names:
         steering, _ = build_method(name, {})
-        policy = POLICIES.load(policy_name)(policy_name, checkpoint, steering, suite, device=device)
+        policy = POLICIES.load(policy_name)(policy_name, checkpoint, steering, suite, device=device,
+                                            compile_decode=compile_decode)
         fingerprint = policy.fingerprint()
         results[name] = replay(policy, frames, instruction)
     return results, fingerprint
@@ -111,9 +112,12 @@ def compare(reference: dict[str, list], current: dict[str, list], method: str,
                           float(diff.max()) if diff.size else 0.0, agreement)
 
 
-def check_reference(folder: Path, tol: Tolerance, methods: str = "all",
-                    checkpoint: str | None = None) -> list[MethodFidelity]:
-    """Replay the reference's trace through its methods (or a subset) and compare, method by method."""
+def check_reference(folder: Path, tol: Tolerance, methods: str = "all", checkpoint: str | None = None,
+                    compile_decode: bool = False) -> list[MethodFidelity]:
+    """Replay the reference's trace through its methods (or a subset) and compare, method by method.
+
+    With ``compile_decode`` the replay runs the compiled decode step against the (eager) reference: the fast
+    path's equivalence check."""
     path = folder / REFERENCE_FILE
     if not path.is_file():
         raise BenchError(f"no fidelity reference at {path} (record one with `bench fidelity --update`)")
@@ -126,7 +130,8 @@ def check_reference(folder: Path, tol: Tolerance, methods: str = "all",
         raise BenchError(f"{path} has no reference for {', '.join(missing)}; it has {', '.join(recorded)}")
     if checkpoint is None and reference["checkpoint"] != "embedded":
         checkpoint = reference["checkpoint"]
-    current, fingerprint = replay_methods(reference["policy"], checkpoint, names, folder / reference["trace"])
+    current, fingerprint = replay_methods(reference["policy"], checkpoint, names, folder / reference["trace"],
+                                          compile_decode=compile_decode)
     if fingerprint != reference["fingerprint"]:
         raise BenchError(f"the policy's weights changed (fingerprint {fingerprint}, reference "
                          f"{reference['fingerprint']}): re-record the reference with `bench fidelity --update`")

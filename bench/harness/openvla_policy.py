@@ -13,6 +13,7 @@ from bench.core import records as R
 from bench.core.errors import BenchError
 from bench.core.flops import MacMeter
 from bench.core.models.checkpoint import fingerprint, load_openvla
+from bench.core.models.llama import KVCache
 from bench.core.models.openvla import OpenVLA, visual_token_accounting
 from bench.core.models.processor import OpenVLAProcessor
 from bench.core.models.steering import Steering
@@ -28,8 +29,12 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 class OpenVLAPolicy:
     def __init__(self, name: str, checkpoint: Path | None, steering: Steering, unnorm_key: str,
                  device: str = "cpu", dtype: str = "fp32", center_crop: bool = True,
-                 model: OpenVLA | None = None, tokenizer: PromptTokenizer | None = None) -> None:
-        """Load ``checkpoint`` — or wrap a given random-weight ``model`` (performance mode only)."""
+                 model: OpenVLA | None = None, tokenizer: PromptTokenizer | None = None,
+                 compile_decode: bool = False) -> None:
+        """Load ``checkpoint`` — or wrap a given random-weight ``model`` (performance mode only).
+
+        ``compile_decode``: run the decode step through ``torch.compile`` (``LlamaExecutor.compile_decode``).
+        """
         self.name = name
         self.checkpoint = Path(checkpoint) if checkpoint else None
         if model is None:
@@ -42,6 +47,9 @@ class OpenVLAPolicy:
         except ValueError as exc:
             raise BenchError(str(exc)) from None
         self.device, self.dtype, self.center_crop = device, dtype, center_crop
+        self.execution = "compiled decode" if compile_decode else "eager"
+        if compile_decode:
+            self.model.language_model.compile_decode()
         self.processor = OpenVLAProcessor(self.model.cfg, self.tokenizer, center_crop)
         stats = self.model.cfg.norm_stats
         key = unnorm_key if unnorm_key in stats else f"{unnorm_key}_no_noops"
@@ -57,15 +65,24 @@ class OpenVLAPolicy:
         return {"name": self.name, "checkpoint": str(self.checkpoint or "random weights"),
                 "fingerprint": self._fingerprint,
                 "device": self.device, "dtype": self.dtype, "unnorm_key": self.unnorm_key,
-                "center_crop": self.center_crop, "attention": "sdpa" + ("" if self.steering.causal else "-noncausal"),
+                "center_crop": self.center_crop, "execution": self.execution, "attention": "sdpa" + ("" if self.steering.causal else "-noncausal"),
                 "n_parameters": sum(p.numel() for p in self.model.parameters())}
 
     def reset(self, instruction: str, episode_seed: int) -> None:
         self.input_ids = self.processor.prompt_ids(instruction)
         n_prefill = len(self.model.with_empty_token(self.input_ids)) + self.model.cfg.vision[0].grid ** 2
-        self.cache = self.model.new_cache(n_prefill, self.steering)
+        self.cache = self._episode_cache(n_prefill)
         self.steering.reset_episode(episode_seed)
         self.step_index = 0
+
+    def _episode_cache(self, n_prefill: int) -> KVCache:
+        """The previous episode's cache cleared when the size matches (its tensors keep their addresses, which
+        the compiled decode's CUDA graphs rely on), else a new one."""
+        cache = getattr(self, "cache", None)
+        if cache is not None and cache.capacity == self.model.cache_capacity(n_prefill, self.steering):
+            cache.clear()
+            return cache
+        return self.model.new_cache(n_prefill, self.steering)
 
     def act(self, obs: dict[str, np.ndarray]) -> StepResult:
         timer, meter = RegionTimer(self.device), MacMeter()
@@ -101,7 +118,8 @@ def resolve_checkpoint(name: str, checkpoint: str | None) -> Path:
     return Path(checkpoint).resolve()
 
 
-def random_weight_policy(preset_name: str, steering: Steering, suite: str, device: str, dtype: str) -> OpenVLAPolicy:
+def random_weight_policy(preset_name: str, steering: Steering, suite: str, device: str, dtype: str,
+                         compile_decode: bool = False) -> OpenVLAPolicy:
     """A preset with random weights, built directly on ``device`` in ``dtype`` (latency work without a checkpoint)."""
     import dataclasses
 
@@ -122,9 +140,10 @@ def random_weight_policy(preset_name: str, steering: Steering, suite: str, devic
     if cfg.empty_token_id >= cfg.n_text_vocab - cfg.n_action_bins:
         raise BenchError(f"preset {preset_name!r}: empty token id collides with action tokens")
     return OpenVLAPolicy(f"{preset_name} (random weights)", None, steering, suite, device, dtype, model=model,
-                         tokenizer=tokenizer)
+                         tokenizer=tokenizer, compile_decode=compile_decode)
 
 
 def load_openvla_policy(name: str, checkpoint: str | None, steering: Steering, suite: str,
-                        device: str = "cpu", dtype: str = "fp32") -> OpenVLAPolicy:
-    return OpenVLAPolicy(name, resolve_checkpoint(name, checkpoint), steering, suite, device, dtype)
+                        device: str = "cpu", dtype: str = "fp32", compile_decode: bool = False) -> OpenVLAPolicy:
+    return OpenVLAPolicy(name, resolve_checkpoint(name, checkpoint), steering, suite, device, dtype,
+                         compile_decode=compile_decode)

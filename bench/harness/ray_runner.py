@@ -61,7 +61,7 @@ class EpisodeWorker:
             if self.task is not None:
                 self.task.close()
             self.task = self.suite.task(task_id)
-        return run_episode(self.spec, self.suite, self.task, init_index, self.policy,
+        return run_episode(self.spec, self.task, init_index, self.policy,
                            Path(video_dir) if video_dir else None)
 
 

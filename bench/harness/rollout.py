@@ -46,15 +46,14 @@ def rollout(
     policy: Policy,
     *,
     max_steps: int,
-    wait_steps: int,
-    wait_action: tuple[float, ...],
     episode_seed: int,
     on_step: Callable[[dict[str, Any]], None] | None = None,
     on_frame: Callable[[np.ndarray], None] | None = None,
 ) -> EpisodeRecord:
-    """Run one episode: reset to init state ``init_index``, wait, then at most ``max_steps`` policy steps.
+    """Run one episode: start at init state ``init_index`` (reset + the suite's settle steps), then at most
+    ``max_steps`` policy steps.
 
-    Success is the first ``done`` of a policy step (wait steps ignore ``done``, as in the reference).
+    Success is the first ``done`` of a policy step (settle steps ignore ``done``, as in the reference).
     Any exception ends the episode as ``status='error'`` with its message; it is never a silent failure.
     """
     t0, started_at = time.perf_counter(), time.time()
@@ -65,11 +64,8 @@ def rollout(
     step_rows: list[dict[str, Any]] = []
     loop_time = 0.0
     try:
-        obs = task.reset(init_index)
+        obs = task.start(init_index)
         policy.reset(task.instruction, episode_seed)
-        for _ in range(wait_steps):
-            raise_if_interrupted()
-            obs, _ = task.step(np.asarray(wait_action))
         loop_start = time.perf_counter()
         while steps < max_steps and not done:
             raise_if_interrupted()

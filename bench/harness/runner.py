@@ -54,7 +54,7 @@ def finish(spec: RunSpec, store: RunStore, ran: int) -> RunResult:
                      finished=len(mine), errors=sum(r["status"] == "error" for r in mine))
 
 
-def run_episode(spec: RunSpec, suite: Suite, task: Any, init_index: int, policy: Policy,
+def run_episode(spec: RunSpec, task: Any, init_index: int, policy: Policy,
                 video_dir: Path | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One episode with its seeds set from the episode key: the unit every executor runs."""
     seed = episode_seed(spec, task.task_id, init_index)
@@ -66,8 +66,6 @@ def run_episode(spec: RunSpec, suite: Suite, task: Any, init_index: int, policy:
         record = rollout(
             task, init_index, policy,
             max_steps=spec.max_steps,
-            wait_steps=suite.protocol.wait_steps,
-            wait_action=suite.protocol.wait_action,
             episode_seed=seed,
             on_step=steps.append,
             on_frame=frames.append if frames is not None else None,
@@ -97,7 +95,7 @@ def execute(
             task = suite.task(task_id)
             try:
                 for _, init_index in (k for k in todo if k[0] == task_id):
-                    record, steps = run_episode(spec, suite, task, init_index, policy, store.dir if video else None)
+                    record, steps = run_episode(spec, task, init_index, policy, store.dir if video else None)
                     store.append_episode(record, steps)
                     ran += 1
                     if progress is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -63,16 +64,29 @@ class KVCache:
         self.capacity = capacity
         self.n_prefill = 0  # prefill length of the episode (fixed: the prompt does not change)
         self.steps = 0  # completed control steps whose K/V the cache holds
+        if device.type == "cuda":  # fixed addresses: the compiled decode's CUDA graphs read and write them in place
+            for t in (*self.k, *self.v, self.pos, self.live):
+                torch._dynamo.mark_static_address(t)
+
+    def clear(self) -> None:
+        """Back to the state of a new cache, in place (tensors keep their addresses across episodes)."""
+        for t in (*self.k, *self.v, self.pos, self.live):
+            t.zero_()
+        self.n_live = [0] * len(self.k)
+        self.n_prefill = self.steps = 0
 
     def write(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: torch.Tensor) -> None:
-        if torch.is_grad_enabled() and (k.requires_grad or v.requires_grad or self.k[layer].requires_grad):
-            # out of place: autograd may still need the old tensor (soft-mix training)
-            self.k[layer] = self.k[layer].index_copy(2, slots, k)
-            self.v[layer] = self.v[layer].index_copy(2, slots, v)
-        else:
-            self.k[layer].index_copy_(2, slots, k)
-            self.v[layer].index_copy_(2, slots, v)
+        self.k[layer] = write_slots(self.k[layer], slots, k)
+        self.v[layer] = write_slots(self.v[layer], slots, v)
         self.pos[layer, slots] = pos
+
+
+def write_slots(store: torch.Tensor, slots: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``store`` [1, KV, capacity, hd] with ``rows`` written at ``slots``; in place unless autograd needs the old
+    tensor (LAC's soft-mix training back-propagates through cached K/V), then a new tensor."""
+    if torch.is_grad_enabled() and (rows.requires_grad or store.requires_grad):
+        return store.index_copy(2, slots, rows)
+    return store.index_copy_(2, slots, rows)
 
 
 class LlamaAttention(nn.Module):
@@ -226,6 +240,7 @@ class LlamaExecutor(nn.Module):
         self.cfg = cfg
         self.model = LlamaModel(cfg)
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        self.compiled_decode_step: Callable[..., torch.Tensor] | None = None  # set by compile_decode()
 
     def new_cache(self, capacity: int) -> KVCache:
         w = self.lm_head.weight
@@ -275,17 +290,47 @@ class LlamaExecutor(nn.Module):
         """One greedy decode step for ``token`` ([1] long) at ``slot``; returns its final hidden.
 
         ``pos`` is its RoPE position, or one per layer (SparseVLM numbers positions by each layer's length).
+        The host keeps the books (key counts, MACs) in Python ints; the tensor work is ``decode_step``, whose
+        shapes are fixed for an episode, so it can be compiled once (``compile_decode``).
+        """
+        per_layer = pos if isinstance(pos, list) else [pos] * len(self.model.layers)
+        dev = token.device
+        slots, positions = torch.tensor([slot], device=dev), torch.tensor(per_layer, device=dev)
+        cache.live[:, slot] = True
+        cache.pos[:, slot] = positions
+        for layer in range(len(self.model.layers)):
+            cache.n_live[layer] += 1
+            if meter is not None:
+                count_layer_macs(meter, self.cfg, 1, cache.n_live[layer], "decode", False)
+        step = self.compiled_decode_step or self.decode_step
+        return step(token, slots, positions, cache.k, cache.v, cache.live, cache.rope)
+
+    def decode_step(self, token: torch.Tensor, slots: torch.Tensor, positions: torch.Tensor,
+                    k_cache: list[torch.Tensor], v_cache: list[torch.Tensor], live: torch.Tensor,
+                    rope_cos_sin: torch.Tensor) -> torch.Tensor:
+        """The tensor part of a decode step: every layer for one token, its K/V written at ``slots``.
+
+        No host synchronisation and no Python-side state: the same shapes at every call of an episode.
         """
         x = self.model.embed_tokens(token)[None]
-        s = torch.tensor([slot], device=x.device)
-        per_layer = pos if isinstance(pos, list) else [pos] * len(self.model.layers)
-        cache.live[:, slot] = True
+        cos_sin = rope_cos_sin[:, positions]  # [2, n_layers, hd]: one gather for all layers
         for layer, block in enumerate(self.model.layers):
-            cache.n_live[layer] += 1
-            p = torch.tensor([per_layer[layer]], device=x.device)
-            x, _ = block(layer, x, s, p, cache, plain=False, n_keys=cache.n_live[layer], causal=False,
-                         meter=meter, region="decode")
+            attn = block.self_attn
+            q, k, v = attn.qkv(block.input_layernorm(x), cos_sin[:, layer : layer + 1])
+            k_cache[layer] = write_slots(k_cache[layer], slots, k)
+            v_cache[layer] = write_slots(v_cache[layer], slots, v)
+            x = x + attn.attend(q, k_cache[layer], v_cache[layer], live[layer][None, :])
+            x = x + block.mlp(block.post_attention_layernorm(x))
         return self.model.norm(x[:, 0])
+
+    def compile_decode(self) -> None:
+        """Run ``decode_step`` through ``torch.compile`` (fixed shapes; CUDA graphs on a GPU).
+
+        The first call of each cache shape compiles (tens of seconds on CPU); later calls launch the fused
+        kernels. Results equal the eager step within float tolerance, not bit for bit (fused reductions).
+        """
+        mode = "reduce-overhead" if self.lm_head.weight.is_cuda else None
+        self.compiled_decode_step = torch.compile(self.decode_step, dynamic=False, fullgraph=True, mode=mode)
 
     def logits(self, hidden: torch.Tensor, meter: MacMeter | None) -> torch.Tensor:
         if meter is not None:

@@ -75,9 +75,12 @@ class OpenVLA(nn.Module):
     def with_empty_token(self, input_ids: list[int]) -> list[int]:
         return input_ids if input_ids[-1] == self.cfg.empty_token_id else [*input_ids, self.cfg.empty_token_id]
 
+    def cache_capacity(self, n_prefill: int, steering: Steering | None = None) -> int:
+        """Slots an episode needs: the prefill, a method's extra rows (SparseVLM's merged tokens), 7 decodes."""
+        return n_prefill + (steering.extra_slots if steering else 0) + ACTION_DIM
+
     def new_cache(self, n_prefill: int, steering: Steering | None = None) -> KVCache:
-        extra = steering.extra_slots if steering else 0
-        return self.language_model.new_cache(n_prefill + extra + ACTION_DIM)
+        return self.language_model.new_cache(self.cache_capacity(n_prefill, steering))
 
     @torch.inference_mode()
     def predict_action(
@@ -104,18 +107,17 @@ class OpenVLA(nn.Module):
         n = embeds.shape[1]
         first_decode_slot = n + (steering.extra_slots if steering else 0)
         prefill_live = list(cache.n_live)
-        prediction = ActionPrediction([], state, hidden)
-        tokens = prediction.tokens
         with timer.region("decode"):
+            tokens, last = [], hidden
             for i in range(ACTION_DIM):
-                token = lm.logits(hidden, meter).argmax(-1)
-                tokens.append(int(token))
+                tokens.append(lm.logits(last, meter).argmax(-1))
                 if i + 1 < ACTION_DIM:
                     pos = steering.decode_position(i, n, prefill_live) if steering else n + i
-                    hidden = lm.decode(token, first_decode_slot + i, pos, cache, meter)
+                    last = lm.decode(tokens[-1], first_decode_slot + i, pos, cache, meter)
+            token_ids = torch.cat(tokens).tolist()  # the step's one device→host read of the tokens
         cache.live[:, first_decode_slot:] = False  # crop: only the prefill's K/V carry to the next step
         cache.steps += 1
-        return prediction
+        return ActionPrediction(token_ids, state, hidden)
 
 
 def visual_token_accounting(n_visual: int, n_prefill: int, state, cache: KVCache) -> dict[str, object]:
