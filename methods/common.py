@@ -17,9 +17,20 @@ def head_mean(probs: torch.Tensor) -> torch.Tensor:
     return probs.float().mean(0)
 
 
-def text_to_vision(attn: torch.Tensor, query_slots: torch.Tensor, n_visual: int, text_rows: int) -> torch.Tensor:
-    """Head-mean attention from the text queries (slots 257..257+text_rows) to each visual token."""
+def text_to_vision(attn: torch.Tensor, query_slots: torch.Tensor, n_visual: int, text_rows: int,
+                   n_prefill: int) -> torch.Tensor:
+    """Head-mean attention from the text queries (slots 257..257+text_rows) to each visual token.
+
+    Text rows are never pruned or reused, so ``min(text_rows, n_prefill − 257)`` queries match (host-known).
+    """
     a = head_mean(attn)
     start = IMAGE_START + n_visual
     rows = (query_slots >= start) & (query_slots < start + text_rows)
-    return a[rows][:, IMAGE_START : IMAGE_START + n_visual].mean(0)
+    n_rows = min(text_rows, n_prefill - start)
+    return ordered_subset(a, rows, n_rows)[:, IMAGE_START : IMAGE_START + n_visual].mean(0)
+
+
+def ordered_subset(items: torch.Tensor, mask: torch.Tensor, n: int) -> torch.Tensor:
+    """``items[mask]`` when the host already knows ``n = mask.sum()``: same elements, same order, but gathered
+    by index, so a GPU need not wait for the mask's values to learn the output shape."""
+    return items[torch.argsort(mask.to(torch.uint8), descending=True, stable=True)[:n]]

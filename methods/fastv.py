@@ -17,7 +17,7 @@ import torch
 
 from bench.core.models.steering import PrefillState, Steering
 from bench.core.records import Field
-from methods.common import IMAGE_START, head_mean, visual_slots
+from methods.common import IMAGE_START, head_mean, ordered_subset, visual_slots
 
 
 @dataclass
@@ -72,7 +72,7 @@ class FastV(Steering):
         else:
             last_row = state.n_prefill - 1  # layers < K are untouched: row i is slot i
             keep = fastv_keep(state.attn, last_row, cfg.n_visual, cfg.n_keep, cfg.score)
-        state.drop(vis[~torch.isin(vis, keep)])
+        state.drop(ordered_subset(vis, ~torch.isin(vis, keep), cfg.n_visual - cfg.n_keep))
         self.kept = keep
 
     record_fields = (Field("fastv_kept_slots", "slots", "the visual slots kept from layer K on"),)

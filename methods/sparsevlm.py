@@ -23,7 +23,7 @@ import torch
 
 from bench.core.models.steering import PrefillState, Steering
 from bench.core.records import Field
-from methods.common import IMAGE_START, head_mean
+from methods.common import IMAGE_START, head_mean, ordered_subset
 
 V15_BUDGETS_576 = {192: (300, 200, 110), 128: (303, 110, 36), 96: (238, 48, 26), 64: (66, 30, 17)}
 PRUNE_LAYERS = (2, 6, 15)
@@ -110,36 +110,46 @@ class SparseVLM(Steering):
 
     def at_layer(self, state: PrefillState) -> None:
         if state.layer == 0:
+            # the rater count is data-dependent: the step's one device→host read (nonzero)
             self.raters = select_raters(state.x[0], self.config.n_visual) + IMAGE_START + self.config.n_visual
             self.next_slot = state.n_prefill
+            self.n_visual_rows = self.config.n_visual  # visual + merged rows: contiguous from row IMAGE_START
             self.kept_after: dict[int, int] = {}
         elif state.layer - 1 in PRUNE_LAYERS:
             self.prune(state, self.config.budgets[state.layer - 1])
 
     def prune(self, state: PrefillState, budget: int) -> None:
-        cfg, L = self.config, state.n_prefill
-        is_visual = ((state.slots >= IMAGE_START) & (state.slots < IMAGE_START + cfg.n_visual)) | (state.slots >= L)
-        vis_rows = is_visual.nonzero().squeeze(1)
-        if vis_rows.numel() <= budget:
+        """Keep the ``budget`` visual rows the raters attend to most, merge the best pruned ones, renumber.
+
+        Row layout (BOS, visual + merged rows, text) and its counts are known on the host, so the rows are
+        gathered by index: no host read here.
+        """
+        cfg, L, n_vis = self.config, state.n_prefill, self.n_visual_rows
+        if n_vis <= budget:
             return
-        a = head_mean(state.attn)
-        rater_rows = torch.isin(state.attn_query_slots, self.raters)
-        rel = a[rater_rows][:, state.slots[vis_rows]].mean(0)
+        x, dev = state.x[0], state.x.device
+        vis_rows = torch.arange(IMAGE_START, IMAGE_START + n_vis, device=dev)
+        rater_rows = self.raters - L + x.shape[0]  # text rows are the last ones, in slot order
+        rel = head_mean(state.attn)[rater_rows][:, state.slots[vis_rows]].mean(0)
         order = torch.topk(rel, budget).indices.sort().values  # kept tokens stay in sequence order
         kept = vis_rows[order]
-        pruned_mask = torch.ones(vis_rows.numel(), dtype=torch.bool, device=rel.device)
-        pruned_mask[order] = False
-        x = state.x[0]
-        rows = [torch.arange(int(vis_rows[0]), device=x.device), kept]
-        new_x, new_slots = [x[rows[0]], x[kept]], [state.slots[rows[0]], state.slots[kept]]
-        if cfg.recycle and pruned_mask.any():
-            merged = recycle(x[vis_rows[pruned_mask]], rel[pruned_mask], self.generator)
+        prefix = torch.arange(IMAGE_START, device=dev)
+        new_x, new_slots = [x[prefix], x[kept]], [state.slots[prefix], state.slots[kept]]
+        n_merged = 0
+        if cfg.recycle:
+            pruned = torch.ones(n_vis, dtype=torch.bool, device=dev)
+            pruned[order] = False
+            n_pruned = n_vis - budget
+            merged = recycle(x[ordered_subset(vis_rows, pruned, n_pruned)], ordered_subset(rel, pruned, n_pruned),
+                             self.generator)
+            n_merged = merged.shape[0]
             new_x.append(merged)
-            new_slots.append(torch.arange(self.next_slot, self.next_slot + merged.shape[0], device=x.device))
-            self.next_slot += merged.shape[0]
-        text = torch.arange(int(vis_rows[-1]) + 1, x.shape[0], device=x.device)
+            new_slots.append(torch.arange(self.next_slot, self.next_slot + n_merged, device=dev))
+            self.next_slot += n_merged
+        text = torch.arange(IMAGE_START + n_vis, x.shape[0], device=dev)
         new_x.append(x[text])
         new_slots.append(state.slots[text])
         slots = torch.cat(new_slots)
-        state.set_rows(torch.cat(new_x)[None], slots, torch.arange(slots.numel(), device=x.device))
-        self.kept_after[state.layer - 1] = int(kept.numel())
+        state.set_rows(torch.cat(new_x)[None], slots, torch.arange(slots.numel(), device=dev))
+        self.kept_after[state.layer - 1] = budget
+        self.n_visual_rows = budget + n_merged

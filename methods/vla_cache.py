@@ -60,10 +60,11 @@ def static_patches(frame: np.ndarray, prev: np.ndarray, threshold: float, top_k:
     return idx[np.argsort(-sim[idx], kind="stable")][:top_k]
 
 
-def attention_entropy(attn: torch.Tensor) -> float:
+def attention_entropy(attn: torch.Tensor) -> torch.Tensor:
+    """Mean row entropy of the head-mean attention (a 0-d fp32 tensor: read to the host once per step)."""
     a = head_mean(attn)
     a = a / (a.sum(-1, keepdim=True) + 1e-10)
-    return float((-(a * (a + 1e-10).log()).sum(-1)).mean())
+    return (-(a * (a + 1e-10).log()).sum(-1)).mean()
 
 
 def reuse_schedule(entropies: list[float], growth: float) -> list[float]:
@@ -94,7 +95,7 @@ class VLACache(Steering):
     def reset_episode(self, seed: int) -> None:
         self.prev_frame: np.ndarray | None = None
         self.prev_relevance: torch.Tensor | None = None
-        self.prev_entropy: list[float] = []
+        self.prev_entropy: torch.Tensor | None = None  # [n_layers] of the previous step
         self.ratios: list[float] = []
 
     def begin_step(self, frame: np.ndarray, step_index: int) -> None:
@@ -112,9 +113,9 @@ class VLACache(Steering):
                 keep.sort()
             self.reusable = [i + IMAGE_START for i in keep]
             self.ratios = ([cfg.fixed_reuse] * len(self.prev_entropy) if cfg.fixed_reuse >= 0
-                           else reuse_schedule(self.prev_entropy, cfg.growth))
+                           else reuse_schedule(self.prev_entropy.tolist(), cfg.growth))
         self.prev_frame = frame
-        self.entropy: list[float] = []
+        self.entropy: list[torch.Tensor] = []
         self.removed = 0
 
     def at_layer(self, state: PrefillState) -> None:
@@ -122,7 +123,7 @@ class VLACache(Steering):
             self.entropy.append(attention_entropy(state.attn))
             if state.layer - 1 == ATTN_LAYER:
                 self.relevance = text_to_vision(state.attn, state.attn_query_slots, self.config.n_visual,
-                                                self.config.text_rows)
+                                                self.config.text_rows, state.n_prefill)
         if state.layer in REUSE_LAYERS and self.reusable and state.can_reuse:
             top_k = max(1, int(self.ratios[state.layer] * len(self.reusable)))
             if top_k >= self.removed:
@@ -130,7 +131,7 @@ class VLACache(Steering):
                 state.reuse(sel)
                 self.removed = top_k
         if state.layer == len(self.attention_layers):  # after the last layer: keep stats for the next step
-            self.prev_entropy, self.prev_relevance = self.entropy, self.relevance
+            self.prev_entropy, self.prev_relevance = torch.stack(self.entropy), self.relevance
 
     record_fields = (Field("static_tokens", "tokens", "patches static since the previous frame"),
                      Field("reusable_tokens", "tokens", "static patches not among the task-relevant ones"),
@@ -141,5 +142,5 @@ class VLACache(Steering):
     def step_record(self) -> dict[str, object]:
         """What the step consumed: static/reusable/reused counts, the entropy per layer, reuse ratios."""
         return {"static_tokens": self.n_static, "reusable_tokens": len(self.reusable), "reused_tokens": self.removed,
-                "entropy_per_layer": [round(e, 5) for e in self.entropy],
+                "entropy_per_layer": [round(e, 5) for e in torch.stack(self.entropy).tolist()] if self.entropy else [],
                 "reuse_ratio_at_layers": [round(self.ratios[i], 5) for i in REUSE_LAYERS] if self.reusable else []}

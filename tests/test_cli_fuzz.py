@@ -35,6 +35,7 @@ COMMANDS = {  # option → bad values (a missing value is added for every option
                                                                                    "{empty_dir}"],
         "--record": ["0", "x"], "--suite": ["nope"], "--task": ["x", "99", "-1"], "--warmup": ["-1"],
         "--repeat": ["0"], "--device": ["tpu"], "--dtype": ["int4"], "--checkpoint": ["/nonexistent", "{truncated}"],
+        "--attention": ["flash", ""],
     },
     "train policy": {
         "--data": ["/nonexistent", "{garbage}", "{empty_dir}"], "--preset": ["openvla-7b", "huge"],

@@ -125,7 +125,7 @@ def test_sparsevlm_prune_keeps_top_relevance_recycles_and_renumbers():
     method = SparseVLM(cfg)
     method.generator.manual_seed(0)
     L = 9  # 0 BOS, 1..6 visual, 7..8 text; text slot 8 is the only rater
-    method.raters, method.next_slot, method.kept_after = torch.tensor([8]), L, {}
+    method.raters, method.next_slot, method.kept_after, method.n_visual_rows = torch.tensor([8]), L, {}, 6
     a = torch.zeros(1, L, L)
     a[0, 8, 1:7] = torch.tensor([0.05, 0.30, 0.01, 0.20, 0.25, 0.02])
     slots = torch.arange(L)
@@ -173,7 +173,7 @@ def test_vla_cache_text_rows_are_257_to_291():
     a[0, 5, 1] = 1.0  # rows outside [1+n_vis, 1+n_vis+35) must be ignored
     a[0, 5 + 35, 2] = 1.0
     a[0, 6, 3] = 1.0
-    s = text_to_vision(a, torch.arange(L), n_visual=n_vis, text_rows=35)
+    s = text_to_vision(a, torch.arange(L), n_visual=n_vis, text_rows=35, n_prefill=L)
     assert s.tolist() == pytest.approx([1 / 35, 0, 1 / 35, 0])
 
 

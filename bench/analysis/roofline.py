@@ -1,7 +1,7 @@
 """Roofline lower bounds: a region can run no faster than its FLOPs at peak or its bytes at bandwidth.
 
 Peaks are vendor dense figures (no sparsity); the CPU figure is measured on the spot. Bytes moved per
-region: every weight read once per forward, plus the K/V the attention reads.
+region: every weight the region uses read once per forward pass, plus the K/V its attention writes and reads.
 """
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ import time
 from dataclasses import dataclass
 
 import torch
+
+from bench.core import records as R
+from bench.core.models.openvla import OpenVLA
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,51 @@ def lower_bound_s(macs: float, bytes_moved: float, device: Device, dtype: str) -
     return max(2 * macs / peak, bytes_moved / (device.bandwidth_gbs * 1e9))
 
 
-def prefill_bytes(n_params_llm: int, bytes_per_param: int, kv_bytes: int) -> int:
-    """Weights read once per prefill plus the K/V written and read."""
-    return n_params_llm * bytes_per_param + 2 * kv_bytes
+REGIONS = ("vision", "prefill", "decode")
+
+
+@dataclass(frozen=True)
+class ModelBytes:
+    """What a policy step must read from memory, per region (bytes)."""
+
+    vision_weights: int  # vision backbone + projector
+    layer_weights: int  # the LLM's decoder layers
+    head_weights: int  # lm_head
+    kv_per_token: int  # K and V of one token over all layers
+
+    @classmethod
+    def of(cls, model: OpenVLA) -> ModelBytes:
+        def size(module: torch.nn.Module) -> int:
+            return sum(p.numel() * p.element_size() for p in module.parameters())
+
+        lm, cfg = model.language_model, model.cfg.text
+        elem = lm.lm_head.weight.element_size()
+        return cls(size(model.vision_backbone) + size(model.projector), size(lm.model.layers), size(lm.lm_head),
+                   2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * elem)
+
+
+def region_bounds_s(step: dict, sizes: ModelBytes, device: Device, dtype: str, n_decode: int = 6) -> dict[str, float]:
+    """Lower bound (s) of each timed region of one recorded policy step, and of their sum (``step``).
+
+    - vision: backbone + projector MACs; their weights read once.
+    - prefill: decoder-layer MACs (+ attention statistics a method asks for); layer weights read once, the K/V
+      of the computed rows written and of the live keys read.
+    - decode: lm_head × (n_decode + 1) and n_decode single-token passes; every pass reads all layer weights
+      (the memory-bound part at batch 1) and the live K/V.
+    """
+    def m(*regions: str) -> int:
+        return sum(step.get(R.macs_field(r), 0) for r in regions)
+
+    macs = {"vision": m("vision", "projector"), "prefill": m("prefill", "method_attn_stats"),
+            "decode": m("decode", "lm_head")}
+    rows = step.get(R.PREFILL_ROWS_PER_LAYER) or [0]
+    n_rows, n_keys = sum(rows) / len(rows), max(rows)
+    moved = {
+        "vision": sizes.vision_weights,
+        "prefill": sizes.layer_weights + sizes.kv_per_token * (n_rows + n_keys),
+        "decode": n_decode * (sizes.layer_weights + sizes.kv_per_token * n_keys)
+        + (n_decode + 1) * sizes.head_weights,
+    }
+    bounds = {r: lower_bound_s(macs[r], moved[r], device, dtype) for r in REGIONS}
+    bounds["step"] = sum(bounds.values())
+    return bounds

@@ -119,13 +119,16 @@ def profile(
     dtype: Annotated[str, typer.Option(help="fp32 | bf16 | fp16")] = "fp32",
     out: Annotated[Path, typer.Option(help="output folder")] = Path("reports/profile"),
     compile_decode: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the decode step (CUDA graphs on a GPU); the first step compiles, tokens equal eager within float tolerance")] = False,
+    attention: Annotated[str, typer.Option(help="sdpa (the harness default) | eager (the papers' convention: HF eager attention, as output_attentions=True runs it)")] = "sdpa",
 ) -> None:
-    """Performance mode: replay a recorded LIBERO frame trace through each method; latency percentiles + MACs."""
+    """Performance mode: replay a recorded LIBERO frame trace through each method; latency percentiles + MACs,
+    the paper's prefill region beside the end-to-end step, a roofline bound per region and host reads per step."""
     from bench.cli.profile import profile_command
 
     profile_command(methods=method, policy=policy, checkpoint=checkpoint, random_weights=random_weights, trace=trace,
                     record=record, suite=SUITES.resolve(suite).name, task=task, warmup=warmup, repeat=repeat,
-                    device=device, dtype=dtype, out=out, console=console, compile_decode=compile_decode)
+                    device=device, dtype=dtype, out=out, console=console, compile_decode=compile_decode,
+                    attention=attention)
 
 
 train_app = typer_app("Train the tiny policy (behaviour cloning) or LAC's modules.")

@@ -18,12 +18,33 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from bench.analysis.roofline import device_for, lower_bound_s, prefill_bytes
+from bench.analysis.roofline import REGIONS, Device, ModelBytes, device_for, region_bounds_s
 from bench.core import records as R
 from bench.core.errors import BenchError
+from bench.core.models.llama import ATTENTION_IMPLEMENTATIONS
 from bench.harness.policy import StepResult
 from bench.harness.registry import METHODS, POLICIES
 from bench.harness.trace import TRACE_FILE, load_trace, record_trace
+
+
+def timing_columns(rows: list[dict]) -> dict[str, float]:
+    """p50/p90/p99/mean/std (ms) of each timed region: the paper's prefill and the end-to-end step first."""
+    out = {}
+    for region in ("prefill", "step", "vision", "decode"):
+        out.update({f"{region}_{k}_ms": v for k, v in percentiles([r[R.time_field(region)] for r in rows]).items()})
+    return out
+
+
+def roofline_columns(rows: list[dict], sizes: ModelBytes, roof: Device, dtype: str) -> dict[str, float]:
+    """Per region (vision, prefill, decode, step): the median step's lower bound (ms) and measured p50 / bound."""
+    bounds = [region_bounds_s(r, sizes, roof, dtype) for r in rows]
+    out = {}
+    for region in (*REGIONS, "step"):
+        bound_ms = 1e3 * float(np.median([b[region] for b in bounds]))
+        measured = float(np.median([r[R.time_field(region)] for r in rows])) * 1e3
+        out[f"{region}_roofline_ms"] = bound_ms
+        out[f"{region}_measured_over_roofline"] = measured / bound_ms if bound_ms else float("nan")
+    return out
 
 
 def percentiles(values_s: list[float]) -> dict[str, float]:
@@ -74,15 +95,39 @@ def profile_method(policy: Any, frames: np.ndarray, instruction: str, warmup: in
     return rows
 
 
+def host_reads_per_step(policy: Any, frames: np.ndarray, instruction: str) -> dict[str, float]:
+    """Median device→host reads per step by who asked (method / model / harness), over a fresh episode's
+    steps after the first (where methods act). An eager pass of its own: counting slows the step, and the
+    compiled decode step is a pure tensor function with no reads by construction."""
+    from bench.core.host_reads import count_host_reads
+
+    lm = policy.model.language_model
+    compiled, lm.compiled_decode_step = lm.compiled_decode_step, None
+    per_step = []
+    try:
+        policy.reset(instruction, 0)
+        for f in frames:
+            with count_host_reads() as reads:
+                policy.act({"agentview_image": f})
+            per_step.append(reads.by_where())
+    finally:
+        lm.compiled_decode_step = compiled
+    later = per_step[1:] or per_step
+    return {where: float(np.median([s.get(where, 0) for s in later])) for where in ("method", "model", "harness")}
+
+
 def profile_command(*, methods: str, policy: str, checkpoint: str | None, random_weights: bool, trace: Path | None,
                     record: int | None, suite: str, task: int, warmup: int, repeat: int, device: str, dtype: str,
-                    out: Path, console: Console, compile_decode: bool = False) -> pd.DataFrame:
+                    out: Path, console: Console, compile_decode: bool = False,
+                    attention: str = "sdpa") -> pd.DataFrame:
     from bench.harness.spec import resolve_device
 
     names = [m.name for m in METHODS.entries()] if methods == "all" else methods.split(",")
     for n in names:
         METHODS.resolve(n)
     POLICIES.resolve(policy)
+    if attention not in ATTENTION_IMPLEMENTATIONS:
+        raise BenchError(f"--attention must be one of {', '.join(ATTENTION_IMPLEMENTATIONS)}; got {attention!r}")
     device = resolve_device(device)
     if record and trace is not None:
         raise BenchError("give either --trace (replay a recorded trace) or --record N (record a new one), not both")
@@ -98,51 +143,53 @@ def profile_command(*, methods: str, policy: str, checkpoint: str | None, random
     results = []
     for name in names:
         pol = build_policy(policy, name, checkpoint, random_weights, trace_suite, device, dtype, compile_decode)
+        pol.model.language_model.set_attention(attention)
         rows = profile_method(pol, frames, instruction, warmup, repeat, out / f"token_mask_{name}.png")
-        cfg = pol.model.cfg.text
-        llm_params = sum(p.numel() for p in pol.model.language_model.model.layers.parameters())
-        bytes_per = torch.finfo(pol.model.language_model.lm_head.weight.dtype).bits // 8
-        paper = float(np.mean([r[R.PAPER_PREFILL_MACS] for r in rows]))
-        n_rows = float(np.mean([np.mean(r[R.PREFILL_ROWS_PER_LAYER]) for r in rows]))
-        kv = 2 * cfg.num_hidden_layers * n_rows * cfg.num_key_value_heads * cfg.head_dim * bytes_per
-        bound = lower_bound_s(paper, prefill_bytes(llm_params, bytes_per, int(kv)), roof, dtype)
-        pre, step = percentiles([r[R.TIME_PREFILL_S] for r in rows]), percentiles([r[R.TIME_STEP_S] for r in rows])
-        results.append({
-            "method": name, "steps": len(rows), **{f"prefill_{k}_ms": v for k, v in pre.items()},
-            **{f"step_{k}_ms": v for k, v in step.items()},
-            "overhead_p50_ms": percentiles([r[R.TIME_METHOD_OVERHEAD_S] for r in rows])["p50"],
-            "paper_prefill_GMACs": paper / 1e9, "total_GMACs": float(np.mean([r[R.MACS_TOTAL] for r in rows])) / 1e9,
-            "prefill_roofline_ms": 1e3 * bound, "prefill_measured_over_roofline": pre["p50"] / (1e3 * bound),
-            "cache_ratio": float(np.mean([r[R.CACHE_RATIO] for r in rows])),
-        })
+        results.append({"method": name, "steps": len(rows), **timing_columns(rows),
+                        **roofline_columns(rows, ModelBytes.of(pol.model), roof, dtype),
+                        "overhead_p50_ms": percentiles([r[R.TIME_METHOD_OVERHEAD_S] for r in rows])["p50"],
+                        "paper_prefill_GMACs": float(np.mean([r[R.PAPER_PREFILL_MACS] for r in rows])) / 1e9,
+                        "total_GMACs": float(np.mean([r[R.MACS_TOTAL] for r in rows])) / 1e9,
+                        "cache_ratio": float(np.mean([r[R.CACHE_RATIO] for r in rows])),
+                        **{f"host_reads_{k}": v for k, v in host_reads_per_step(pol, frames[:4], instruction).items()}})
     df = pd.DataFrame(results)
     base = df.loc[df.method == "baseline"]
     if len(base):
         df["prefill_speedup"] = float(base.prefill_p50_ms.iloc[0]) / df.prefill_p50_ms
         df["step_speedup"] = float(base.step_p50_ms.iloc[0]) / df.step_p50_ms
+        df["prefill_time_ratio"] = 1 / df.prefill_speedup
+        df["paper_macs_ratio"] = df.paper_prefill_GMACs / float(base.paper_prefill_GMACs.iloc[0])
     context = {"device": dev_name, "roofline_device": roof.name, "dtype": dtype, "policy": policy,
                "weights": "random" if random_weights else str(checkpoint or "embedded"), "torch": torch.__version__,
-               "cuda": torch.version.cuda if device == "cuda" else None, "attention": "sdpa (+ explicit softmax rows "
+               "cuda": torch.version.cuda if device == "cuda" else None, "attention": f"{attention} (+ explicit softmax rows "
                "for the statistics a method requests)", "trace": str(trace), "frames": len(frames),
                "warmup_steps": warmup, "repeats": repeat, "batch_size": 1,
                "execution": "compiled decode" if compile_decode else "eager"}
     df.to_csv(out / "profile.csv", index=False)
-    (out / "profile.json").write_text(json.dumps({"context": context, "results": results}, indent=2))
+    (out / "profile.json").write_text(json.dumps({"context": context, "results": df.to_dict("records")}, indent=2))
     _print(df, context, console)
     console.print(f"wrote {out / 'profile.csv'} and {out / 'profile.json'}")
     return df
 
 
 def _print(df: pd.DataFrame, ctx: dict[str, Any], console: Console) -> None:
+    """Two tables: the timing conventions side by side, then where the time goes against the roofline."""
     console.print(" · ".join(f"{k}: {v}" for k, v in ctx.items() if v is not None), highlight=False)
-    table = Table("method", "prefill p50/p90/p99 ms", "prefill mean±std", "step p50/p90/p99 ms", "step mean±std",
-                  "method overhead p50", "paper GMACs", "roofline ms (meas/pred)", "speed-up prefill / step")
+    has_base = "prefill_speedup" in df
+    table = Table("method", "prefill p50/p90/p99 ms\n(paper: LLM layers)", "step p50/p90/p99 ms\n(end to end)",
+                  "speed-up\nprefill / step", "paper GMACs\n(ratio)", "method\noverhead ms",
+                  "host reads/step\nmethod / model", title="timing conventions")
     for r in df.itertuples():
-        speed = f"{r.prefill_speedup:.2f}× / {r.step_speedup:.2f}×" if hasattr(r, "prefill_speedup") else "—"
         table.add_row(r.method, f"{r.prefill_p50_ms:.2f} / {r.prefill_p90_ms:.2f} / {r.prefill_p99_ms:.2f}",
-                      f"{r.prefill_mean_ms:.2f}±{r.prefill_std_ms:.2f}",
                       f"{r.step_p50_ms:.2f} / {r.step_p90_ms:.2f} / {r.step_p99_ms:.2f}",
-                      f"{r.step_mean_ms:.2f}±{r.step_std_ms:.2f}", f"{r.overhead_p50_ms:.2f}",
-                      f"{r.paper_prefill_GMACs:.3f}",
-                      f"{r.prefill_roofline_ms:.3f} ({r.prefill_measured_over_roofline:.0f}×)", speed)
+                      f"{r.prefill_speedup:.2f}× / {r.step_speedup:.2f}×" if has_base else "—",
+                      f"{r.paper_prefill_GMACs:.3f}" + (f" ({r.paper_macs_ratio:.2f})" if has_base else ""),
+                      f"{r.overhead_p50_ms:.2f}", f"{r.host_reads_method:.0f} / {r.host_reads_model:.0f}")
+    console.print(table)
+    table = Table("method", *(f"{region}\np50 / bound ms (×)" for region in (*REGIONS, "step")),
+                  title="roofline by region (bound = max(FLOPs / peak, bytes / bandwidth))")
+    for r in df.itertuples():
+        d = r._asdict()
+        table.add_row(r.method, *(f"{d[f'{g}_p50_ms']:.2f} / {d[f'{g}_roofline_ms']:.3f} "
+                                  f"({d[f'{g}_measured_over_roofline']:.0f}×)" for g in (*REGIONS, "step")))
     console.print(table)

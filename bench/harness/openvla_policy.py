@@ -65,7 +65,7 @@ class OpenVLAPolicy:
         return {"name": self.name, "checkpoint": str(self.checkpoint or "random weights"),
                 "fingerprint": self._fingerprint,
                 "device": self.device, "dtype": self.dtype, "unnorm_key": self.unnorm_key,
-                "center_crop": self.center_crop, "execution": self.execution, "attention": "sdpa" + ("" if self.steering.causal else "-noncausal"),
+                "center_crop": self.center_crop, "execution": self.execution, "attention": self.model.language_model.attention + ("" if self.steering.causal else "-noncausal"),
                 "n_parameters": sum(p.numel() for p in self.model.parameters())}
 
     def reset(self, instruction: str, episode_seed: int) -> None:

@@ -114,7 +114,8 @@ class LAC(Steering):
         if state.layer == self.config.start_layer and self.cached.numel() and state.can_reuse:
             state.reuse(self.cached.to(state.slots.device))
         if state.attn is not None and state.layer - 1 == ATTN_LAYER:
-            self.relevance = text_to_vision(state.attn, state.attn_query_slots, self.config.n_visual, 35)
+            self.relevance = text_to_vision(state.attn, state.attn_query_slots, self.config.n_visual, 35,
+                                            state.n_prefill)
 
     def step_macs(self) -> dict[str, int]:
         """The selector/predictor CNN ran this step (flow is classical CV: timed, not counted)."""

@@ -23,7 +23,7 @@ class SaliencyProbe(Steering):
 
     def at_layer(self, state: PrefillState) -> None:
         if state.attn is not None:
-            s = text_to_vision(state.attn, state.attn_query_slots, 256, 35)
+            s = text_to_vision(state.attn, state.attn_query_slots, 256, 35, state.n_prefill)
             self.saliency = (s - s.min()) / (s.max() - s.min() + 1e-8)
 
 

@@ -89,8 +89,32 @@ def write_slots(store: torch.Tensor, slots: torch.Tensor, rows: torch.Tensor) ->
     return store.index_copy_(2, slots, rows)
 
 
+ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
+
+
+def eager_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                    is_causal: bool) -> torch.Tensor:
+    """HF's ``eager_attention_forward``: scores in the model dtype, softmax in fp32, then back (what the papers'
+    ``output_attentions=True`` runs timed). Masked keys get the dtype's minimum, as HF's causal mask does."""
+    groups = q.shape[1] // k.shape[1]
+    if groups > 1:
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    if is_causal:
+        n, n_keys = q.shape[2], k.shape[2]
+        mask = torch.ones(n, n_keys, dtype=torch.bool, device=q.device).tril(diagonal=n_keys - n)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    return scores.softmax(-1, dtype=torch.float32).to(q.dtype) @ v
+
+
 class LlamaAttention(nn.Module):
-    """Grouped-query self-attention with HF's parameter names (``q_proj`` … ``o_proj``) and RoPE."""
+    """Grouped-query self-attention with HF's parameter names (``q_proj`` … ``o_proj``) and RoPE.
+
+    ``implementation``: ``sdpa`` (the harness default) or ``eager`` (the papers' timing convention).
+    """
+
+    implementation = "sdpa"
 
     def __init__(self, cfg: LlamaConfig) -> None:
         super().__init__()
@@ -111,9 +135,12 @@ class LlamaAttention(nn.Module):
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
                is_causal: bool = False) -> torch.Tensor:
-        """SDPA over the given keys, then the output projection: [B, H, n, hd] → [B, n, D]."""
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
-                                             enable_gqa=self.n_kv_heads != self.n_heads)
+        """Attention over the given keys, then the output projection: [B, H, n, hd] → [B, n, D]."""
+        if self.implementation == "eager":
+            out = eager_attention(q, k, v, mask, is_causal)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+                                                 enable_gqa=self.n_kv_heads != self.n_heads)
         B, _, n, _ = out.shape
         return self.o_proj(out.transpose(1, 2).reshape(B, n, self.n_heads * self.head_dim))
 
@@ -241,6 +268,17 @@ class LlamaExecutor(nn.Module):
         self.model = LlamaModel(cfg)
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         self.compiled_decode_step: Callable[..., torch.Tensor] | None = None  # set by compile_decode()
+
+    @property
+    def attention(self) -> str:
+        return self.model.layers[0].self_attn.implementation
+
+    def set_attention(self, implementation: str) -> None:
+        """``sdpa`` or ``eager`` in every layer (prefill and decode alike)."""
+        if implementation not in ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(f"attention must be one of {ATTENTION_IMPLEMENTATIONS}; got {implementation!r}")
+        for block in self.model.layers:
+            block.self_attn.implementation = implementation
 
     def new_cache(self, capacity: int) -> KVCache:
         w = self.lm_head.weight

@@ -41,8 +41,18 @@ class PrefillState:
     computed_per_layer: list[torch.Tensor] = field(default_factory=list)  # slots each layer computed
     hook_seconds: float = 0.0  # host time spent in Steering.at_layer during this prefill
 
-    def _keep(self, keep: torch.Tensor) -> None:
-        self.x, self.slots, self.pos = self.x[:, keep], self.slots[keep], self.pos[keep]
+    def _remove(self, slots: torch.Tensor) -> None:
+        """Stop computing ``slots`` (distinct, all currently computed rows), keeping the others in order.
+
+        The kept count is known on the host (rows − slots), so the kept rows are gathered by index instead of
+        by a boolean mask, whose output shape would make a GPU wait for the mask's values (a host read).
+        """
+        keep = ~torch.isin(self.slots, slots)
+        n_keep = self.slots.shape[0] - slots.shape[0]
+        if not self.slots.is_meta:
+            torch._assert_async(keep.sum() == n_keep, "reuse/drop: slots must be distinct computed rows")
+        rows = torch.argsort(keep.to(torch.uint8), descending=True, stable=True)[:n_keep]  # kept rows, in order
+        self.x, self.slots, self.pos = self.x[:, rows], self.slots[rows], self.pos[rows]
         self.plain = False
 
     def next_layer(self, x: torch.Tensor, probs: torch.Tensor | None) -> PrefillState:
@@ -51,16 +61,18 @@ class PrefillState:
                             self.n_live, probs, self.slots if probs is not None else None,
                             self.soft_mix, self.can_reuse, self.plain, self.computed_per_layer)
 
-    def row_of(self, slot: int) -> int:
-        """Row index of a slot that must still be computed (the last prompt token, say)."""
+    def row_of(self, slot: int) -> int | torch.Tensor:
+        """Row index of a slot that must still be computed (the last prompt token, say).
+
+        A 0-d tensor once rows were edited: finding it on the device avoids a host read.
+        """
         if self.plain:
             return slot
         if self.slots.is_meta:  # shapes only: the prompt's last token is the last row by position order
             return self.slots.shape[0] - 1
-        rows = (self.slots == slot).nonzero()
-        if rows.shape[0] != 1:
-            raise RuntimeError(f"slot {slot} must stay computed in every layer")
-        return int(rows[0, 0])
+        match = self.slots == slot
+        torch._assert_async(match.sum() == 1, f"slot {slot} must stay computed in every layer")
+        return match.to(torch.uint8).argmax()
 
     def reuse(self, slots: torch.Tensor) -> None:
         """Stop computing these slots; their previous-step K/V stay visible as keys."""
@@ -68,13 +80,13 @@ class PrefillState:
             return  # an empty edit keeps the plain path: empty plans stay bit-identical to the baseline
         if not self.can_reuse:
             raise RuntimeError("reuse needs K/V from a previous control step (first step of an episode?)")
-        self._keep(~torch.isin(self.slots, slots))
+        self._remove(slots)
 
     def drop(self, slots: torch.Tensor) -> None:
         """Remove these slots from this layer on, as queries and as keys."""
         if not slots.numel():
             return
-        self._keep(~torch.isin(self.slots, slots))
+        self._remove(slots)
         self.live[slots] = False
         self.n_live -= int(slots.numel())
 
