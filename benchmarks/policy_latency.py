@@ -3,7 +3,7 @@
 Replays real LIBERO frames (tests/fixtures) through the embedded tiny policy at batch size 1 with warm-up,
 and prints medians and p90 per region (end-to-end step = all regions + adapter bookkeeping).
 Usage: python benchmarks/policy_latency.py [--steps 100] [--warmup 10] [--device cpu] [--dtype fp32] [--compile]
-(with --compile the warm-up includes the decode step's compilation, tens of seconds on CPU).
+(with --compile the warm-up includes compiling the decode step and the prefill layers, tens of seconds on CPU).
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="fp32")
-    ap.add_argument("--compile", action="store_true", help="torch.compile the decode step")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the decode step and the prefill layers")
     args = ap.parse_args()
     frames = np.load(FRAMES)["frames"]
     policy = load_openvla_policy("tiny-openvla", None, Baseline(), "libero_object", args.device, args.dtype,
-                                 compile_decode=args.compile)
+                                 compiled=args.compile)
     policy.reset("pick up the alphabet soup and place it in the basket", 0)
     rows = []
     for i in range(args.warmup + args.steps):

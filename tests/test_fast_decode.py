@@ -1,5 +1,7 @@
-"""The decode fast path: the functional decode step is the layer code's decode, its compiled form equals it within
-float tolerance (greedy tokens identical), and a policy's cache is reused across episodes without changing results."""
+"""The fast paths: the functional decode step is the layer code's decode, its compiled form equals it within float
+tolerance (greedy tokens identical); the compiled, row-bucketed prefill layers equal the eager layers for plain,
+pruned and reused rows (padding rows change no live slot and count no MACs); a policy's cache is reused across
+episodes without changing results."""
 
 from __future__ import annotations
 
@@ -9,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from bench.core.flops import MacMeter
 from bench.core.models.config import LlamaConfig
 from bench.core.models.llama import KVCache, LlamaExecutor
+from bench.core.models.steering import PrefillState, Steering
 from bench.harness.openvla_policy import load_openvla_policy
 from methods.baseline import Baseline
 from tests.conftest import FIXTURES
@@ -121,3 +125,61 @@ def test_policy_reuses_its_cache_across_episodes_with_the_same_results():
     assert episode(fresh) == first and fresh.cache is cache  # cleared in place, same tensors
     fresh.reset("pick up the ketchup and place it in the basket and then some", 0)  # another prompt length
     assert fresh.cache is not cache
+
+
+class EditRows(Steering):
+    """Before layer 1: drop slots 3, 5, 7 (a pruning method) or, on a second step, reuse slots 2..9 (a caching
+    method); attention probabilities of layer 1 requested (a method's statistics)."""
+
+    attention_layers = frozenset({1})
+
+    def __init__(self, edit: str) -> None:
+        self.edit = edit
+
+    def at_layer(self, state: PrefillState) -> None:
+        if state.layer == 1 and self.edit == "drop":
+            state.drop(torch.tensor([3, 5, 7]))
+        if state.layer == 1 and self.edit == "reuse" and state.can_reuse:
+            state.reuse(torch.arange(2, 10))
+        if state.layer == 2:
+            self.probs = state.attn
+
+
+def two_prefills(lm: LlamaExecutor, edit: str) -> tuple[list[torch.Tensor], KVCache, EditRows, MacMeter]:
+    """Two control steps' prefills of one 21-token prompt (slightly different inputs), as an episode runs them."""
+    torch.manual_seed(1)
+    embeds = torch.randn(2, 1, N_PROMPT, CFG.hidden_size).to(lm.lm_head.weight.device)
+    cache, steering, meter = lm.new_cache(N_PROMPT + N_DECODE + 1 + lm.scratch_slots), EditRows(edit), MacMeter()
+    hidden = []
+    with torch.inference_mode():
+        for step in range(2):
+            hidden.append(lm.prefill(embeds[step], cache, steering, meter)[0])
+            cache.steps += 1
+    return hidden, cache, steering, meter
+
+
+@pytest.mark.parametrize("edit", ["none", "drop", "reuse"])
+def test_compiled_bucketed_prefill_equals_eager(edit, device="cpu"):
+    torch.manual_seed(0)
+    lm = LlamaExecutor(CFG).eval().to(device)
+    ref_hidden, ref_cache, ref_steering, ref_meter = two_prefills(lm, edit)
+    lm.compile_prefill()
+    hidden, cache, steering, meter = two_prefills(lm, edit)
+    for got, ref in zip(hidden, ref_hidden, strict=True):
+        torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+    n = ref_cache.capacity
+    assert cache.capacity == n + 1 and not cache.live[:, n:].any()  # the scratch slot is never live
+    assert torch.equal(cache.live[:, :n], ref_cache.live)
+    for layer in range(CFG.num_hidden_layers):
+        live = ref_cache.live[layer]
+        torch.testing.assert_close(cache.k[layer][:, :, :n][:, :, live], ref_cache.k[layer][:, :, live],
+                                   atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(steering.probs[..., :n], ref_steering.probs, atol=1e-5, rtol=1e-5)
+    assert meter.report() == ref_meter.report()  # padding rows are not counted as computed
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("edit", ["drop", "reuse"])
+def test_compiled_bucketed_prefill_equals_eager_on_cuda(edit):
+    test_compiled_bucketed_prefill_equals_eager(edit, "cuda")

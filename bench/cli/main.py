@@ -20,6 +20,10 @@ app = typer_app("Benchmark inference acceleration methods for VLA policies (Open
 DEFAULT_OUT = Path("results/runs")
 
 
+COMPILE_HELP = ("torch.compile the decode step and the prefill layers (CUDA graphs on a GPU; edited row counts padded "
+                "to 32-row buckets); the first steps compile; tokens equal eager within float tolerance")
+
+
 @app.command()
 def run(
     method: Annotated[str, typer.Option(help="acceleration method (see `bench ls`)")] = "baseline",
@@ -40,7 +44,7 @@ def run(
     workers: Annotated[int, typer.Option(min=1, help="Ray actors (each loads the policy once)")] = 2,
     gpus_per_worker: Annotated[float, typer.Option(min=0, help="GPUs per Ray actor (0: CPU)")] = 0.0,
     address: Annotated[str | None, typer.Option(help="Ray cluster: auto | HOST:PORT (default: a local cluster)")] = None,
-    compile_decode: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the decode step (CUDA graphs on a GPU); the first step compiles, tokens equal eager within float tolerance")] = False,
+    compiled: Annotated[bool, typer.Option("--compile/--no-compile", help=COMPILE_HELP)] = False,
 ) -> None:
     """Run (or resume) episodes of METHOD on SUITE; results are appended to a run directory."""
     from bench.cli.run import run_command
@@ -49,7 +53,7 @@ def run(
                 max_steps=max_steps, policy=policy, checkpoint=checkpoint, out=out, video=video, device=device,
                 dtype=dtype, params=parse_sets(set_), retry_errors=retry_errors, seed=seed, console=console,
                 executor=executor, workers=workers, gpus_per_worker=gpus_per_worker, address=address,
-                compile_decode=compile_decode)
+                compiled=compiled)
 
 
 @app.command("ls")
@@ -118,7 +122,7 @@ def profile(
     device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
     dtype: Annotated[str, typer.Option(help="fp32 | bf16 | fp16")] = "fp32",
     out: Annotated[Path, typer.Option(help="output folder")] = Path("reports/profile"),
-    compile_decode: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the decode step (CUDA graphs on a GPU); the first step compiles, tokens equal eager within float tolerance")] = False,
+    compiled: Annotated[bool, typer.Option("--compile/--no-compile", help=COMPILE_HELP)] = False,
     attention: Annotated[str, typer.Option(help="sdpa (the harness default) | eager (the papers' convention: HF eager attention, as output_attentions=True runs it)")] = "sdpa",
 ) -> None:
     """Performance mode: replay a recorded LIBERO frame trace through each method; latency percentiles + MACs,
@@ -127,7 +131,7 @@ def profile(
 
     profile_command(methods=method, policy=policy, checkpoint=checkpoint, random_weights=random_weights, trace=trace,
                     record=record, suite=SUITES.resolve(suite).name, task=task, warmup=warmup, repeat=repeat,
-                    device=device, dtype=dtype, out=out, console=console, compile_decode=compile_decode,
+                    device=device, dtype=dtype, out=out, console=console, compiled=compiled,
                     attention=attention)
 
 
@@ -272,7 +276,7 @@ def fidelity(
     checkpoint: Annotated[str | None, typer.Option(help="HF-format checkpoint directory (default: the reference's)")] = None,
     max_token_mismatch: Annotated[float, typer.Option(min=0, max=1, help="fraction of a method's tokens allowed to change")] = 0.0,
     action_atol: Annotated[float, typer.Option(min=0, help="allowed |Δ action| on steps whose tokens agree")] = 1e-5,
-    compile_decode: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the decode step (CUDA graphs on a GPU); the first step compiles, tokens equal eager within float tolerance")] = False,
+    compiled: Annotated[bool, typer.Option("--compile/--no-compile", help=COMPILE_HELP)] = False,
 ) -> None:
     """Fidelity gate: each method's greedy tokens and actions on a committed trace vs the reference (exit 1 on change)."""
     from bench.harness.fidelity import Tolerance, check_reference, record_reference
@@ -282,7 +286,7 @@ def fidelity(
         console.print(f"recorded {path}")
         return
     tol = Tolerance(max_token_mismatch, action_atol)
-    results = check_reference(reference, tol, methods, checkpoint, compile_decode=compile_decode)
+    results = check_reference(reference, tol, methods, checkpoint, compiled=compiled)
     table = Table("method", "tokens changed", "steps changed", "max |Δ action| (agreeing steps)",
                   "agreement with baseline", "verdict")
     for r in results:

@@ -54,16 +54,16 @@ def percentiles(values_s: list[float]) -> dict[str, float]:
 
 
 def build_policy(name: str, method: str, checkpoint: str | None, random_weights: bool, suite: str, device: str,
-                 dtype: str, compile_decode: bool = False) -> Any:
+                 dtype: str, compiled: bool = False) -> Any:
     from bench.harness.openvla_policy import random_weight_policy
     from bench.harness.registry import build_method
 
     steering, _ = build_method(method, {})
     if random_weights:
         return random_weight_policy("tiny" if name == "tiny-openvla" else name, steering, suite, device, dtype,
-                                    compile_decode)
+                                    compiled)
     return POLICIES.load(name)(name, checkpoint, steering, suite, device=device, dtype=dtype,
-                               compile_decode=compile_decode)
+                               compiled=compiled)
 
 
 def patch_status(policy: Any, step: StepResult, layer: int = -1) -> np.ndarray:
@@ -98,11 +98,12 @@ def profile_method(policy: Any, frames: np.ndarray, instruction: str, warmup: in
 def host_reads_per_step(policy: Any, frames: np.ndarray, instruction: str) -> dict[str, float]:
     """Median device→host reads per step by who asked (method / model / harness), over a fresh episode's
     steps after the first (where methods act). An eager pass of its own: counting slows the step, and the
-    compiled decode step is a pure tensor function with no reads by construction."""
+    compiled decode step and prefill layer step are pure tensor functions with no reads by construction."""
     from bench.core.host_reads import count_host_reads
 
     lm = policy.model.language_model
-    compiled, lm.compiled_decode_step = lm.compiled_decode_step, None
+    compiled = lm.compiled_decode_step, lm.compiled_layer_step
+    lm.compiled_decode_step = lm.compiled_layer_step = None
     per_step = []
     try:
         policy.reset(instruction, 0)
@@ -111,14 +112,14 @@ def host_reads_per_step(policy: Any, frames: np.ndarray, instruction: str) -> di
                 policy.act({"agentview_image": f})
             per_step.append(reads.by_where())
     finally:
-        lm.compiled_decode_step = compiled
+        lm.compiled_decode_step, lm.compiled_layer_step = compiled
     later = per_step[1:] or per_step
     return {where: float(np.median([s.get(where, 0) for s in later])) for where in ("method", "model", "harness")}
 
 
 def profile_command(*, methods: str, policy: str, checkpoint: str | None, random_weights: bool, trace: Path | None,
                     record: int | None, suite: str, task: int, warmup: int, repeat: int, device: str, dtype: str,
-                    out: Path, console: Console, compile_decode: bool = False,
+                    out: Path, console: Console, compiled: bool = False,
                     attention: str = "sdpa") -> pd.DataFrame:
     from bench.harness.spec import resolve_device
 
@@ -142,7 +143,7 @@ def profile_command(*, methods: str, policy: str, checkpoint: str | None, random
     roof = device_for(dev_name if device == "cuda" else "cpu")
     results = []
     for name in names:
-        pol = build_policy(policy, name, checkpoint, random_weights, trace_suite, device, dtype, compile_decode)
+        pol = build_policy(policy, name, checkpoint, random_weights, trace_suite, device, dtype, compiled)
         pol.model.language_model.set_attention(attention)
         rows = profile_method(pol, frames, instruction, warmup, repeat, out / f"token_mask_{name}.png")
         results.append({"method": name, "steps": len(rows), **timing_columns(rows),
@@ -164,7 +165,7 @@ def profile_command(*, methods: str, policy: str, checkpoint: str | None, random
                "cuda": torch.version.cuda if device == "cuda" else None, "attention": f"{attention} (+ explicit softmax rows "
                "for the statistics a method requests)", "trace": str(trace), "frames": len(frames),
                "warmup_steps": warmup, "repeats": repeat, "batch_size": 1,
-               "execution": "compiled decode" if compile_decode else "eager"}
+               "execution": pol.execution if names else "eager"}
     df.to_csv(out / "profile.csv", index=False)
     (out / "profile.json").write_text(json.dumps({"context": context, "results": df.to_dict("records")}, indent=2))
     _print(df, context, console)

@@ -62,7 +62,7 @@ def run_command(*, method: str, suite: str, tasks: list[int] | None, episodes_pe
                 policy: str, checkpoint: str | None, out: Path, video: bool, device: str, dtype: str,
                 params: dict[str, str], retry_errors: bool, seed: int, console: Console, executor: str = "local",
                 workers: int = 2, gpus_per_worker: float = 0.0, address: str | None = None,
-                compile_decode: bool = False) -> None:
+                compiled: bool = False) -> None:
     """Validate everything, take the run's lock, then load the policy and run what is missing.
 
     The order matters: bad input fails in a second with one line, and a second writer meets the lock before
@@ -83,7 +83,7 @@ def run_command(*, method: str, suite: str, tasks: list[int] | None, episodes_pe
     device = ("cuda" if gpus_per_worker > 0 else "cpu") if executor == "ray" else resolve_device(device)
     ckpt = resolve_checkpoint(policy_entry.name, checkpoint)
     recipe = PolicyRecipe(policy_entry.name, str(ckpt), method_entry.name, params, suite_entry.name, device, dtype,
-                          compile_decode)
+                          compiled)
     protocol = the_suite.protocol
     spec = RunSpec(
         suite=suite_entry.name,
@@ -96,7 +96,7 @@ def run_command(*, method: str, suite: str, tasks: list[int] | None, episodes_pe
         method_params=method_params,
         protocol={**dataclasses.asdict(protocol), "max_steps_override": max_steps is not None,
                   "device": device, "dtype": dtype,
-                  **({"compile": "decode"} if compile_decode else {})},  # absent when eager: old runs keep their hash
+                  **({"compile": "decode+prefill"} if compiled else {})},  # absent when eager: old runs keep their hash
         seed=seed,
     )
     from bench.harness.manifest import environment

@@ -51,7 +51,7 @@ def method_names(methods: str) -> list[str]:
 
 
 def replay_methods(policy_name: str, checkpoint: str | None, names: list[str], trace: Path,
-                   device: str = "cpu", compile_decode: bool = False) -> tuple[dict[str, dict[str, list]], str]:
+                   device: str = "cpu", compiled: bool = False) -> tuple[dict[str, dict[str, list]], str]:
     """Replay the trace through each method; returns (results by method, policy fingerprint)."""
     from bench.harness.registry import build_method
 
@@ -60,7 +60,7 @@ def replay_methods(policy_name: str, checkpoint: str | None, names: list[str], t
     for name in names:
         steering, _ = build_method(name, {})
         policy = POLICIES.load(policy_name)(policy_name, checkpoint, steering, suite, device=device,
-                                            compile_decode=compile_decode)
+                                            compiled=compiled)
         fingerprint = policy.fingerprint()
         results[name] = replay(policy, frames, instruction)
     return results, fingerprint
@@ -113,10 +113,10 @@ def compare(reference: dict[str, list], current: dict[str, list], method: str,
 
 
 def check_reference(folder: Path, tol: Tolerance, methods: str = "all", checkpoint: str | None = None,
-                    compile_decode: bool = False) -> list[MethodFidelity]:
+                    compiled: bool = False) -> list[MethodFidelity]:
     """Replay the reference's trace through its methods (or a subset) and compare, method by method.
 
-    With ``compile_decode`` the replay runs the compiled decode step against the (eager) reference: the fast
+    With ``compiled`` the replay runs the compiled decode and prefill layers against the (eager) reference: the fast
     path's equivalence check."""
     path = folder / REFERENCE_FILE
     if not path.is_file():
@@ -131,7 +131,7 @@ def check_reference(folder: Path, tol: Tolerance, methods: str = "all", checkpoi
     if checkpoint is None and reference["checkpoint"] != "embedded":
         checkpoint = reference["checkpoint"]
     current, fingerprint = replay_methods(reference["policy"], checkpoint, names, folder / reference["trace"],
-                                          compile_decode=compile_decode)
+                                          compiled=compiled)
     if fingerprint != reference["fingerprint"]:
         raise BenchError(f"the policy's weights changed (fingerprint {fingerprint}, reference "
                          f"{reference['fingerprint']}): re-record the reference with `bench fidelity --update`")

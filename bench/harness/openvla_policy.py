@@ -30,10 +30,10 @@ class OpenVLAPolicy:
     def __init__(self, name: str, checkpoint: Path | None, steering: Steering, unnorm_key: str,
                  device: str = "cpu", dtype: str = "fp32", center_crop: bool = True,
                  model: OpenVLA | None = None, tokenizer: PromptTokenizer | None = None,
-                 compile_decode: bool = False) -> None:
+                 compiled: bool = False) -> None:
         """Load ``checkpoint`` — or wrap a given random-weight ``model`` (performance mode only).
 
-        ``compile_decode``: run the decode step through ``torch.compile`` (``LlamaExecutor.compile_decode``).
+        ``compiled``: run the decode step through ``torch.compile`` (``LlamaExecutor.compiled``).
         """
         self.name = name
         self.checkpoint = Path(checkpoint) if checkpoint else None
@@ -47,9 +47,10 @@ class OpenVLAPolicy:
         except ValueError as exc:
             raise BenchError(str(exc)) from None
         self.device, self.dtype, self.center_crop = device, dtype, center_crop
-        self.execution = "compiled decode" if compile_decode else "eager"
-        if compile_decode:
+        self.execution = "compiled (decode step, prefill layers)" if compiled else "eager"
+        if compiled:
             self.model.language_model.compile_decode()
+            self.model.language_model.compile_prefill()
         self.processor = OpenVLAProcessor(self.model.cfg, self.tokenizer, center_crop)
         stats = self.model.cfg.norm_stats
         key = unnorm_key if unnorm_key in stats else f"{unnorm_key}_no_noops"
@@ -119,7 +120,7 @@ def resolve_checkpoint(name: str, checkpoint: str | None) -> Path:
 
 
 def random_weight_policy(preset_name: str, steering: Steering, suite: str, device: str, dtype: str,
-                         compile_decode: bool = False) -> OpenVLAPolicy:
+                         compiled: bool = False) -> OpenVLAPolicy:
     """A preset with random weights, built directly on ``device`` in ``dtype`` (latency work without a checkpoint)."""
     import dataclasses
 
@@ -140,10 +141,10 @@ def random_weight_policy(preset_name: str, steering: Steering, suite: str, devic
     if cfg.empty_token_id >= cfg.n_text_vocab - cfg.n_action_bins:
         raise BenchError(f"preset {preset_name!r}: empty token id collides with action tokens")
     return OpenVLAPolicy(f"{preset_name} (random weights)", None, steering, suite, device, dtype, model=model,
-                         tokenizer=tokenizer, compile_decode=compile_decode)
+                         tokenizer=tokenizer, compiled=compiled)
 
 
 def load_openvla_policy(name: str, checkpoint: str | None, steering: Steering, suite: str,
-                        device: str = "cpu", dtype: str = "fp32", compile_decode: bool = False) -> OpenVLAPolicy:
+                        device: str = "cpu", dtype: str = "fp32", compiled: bool = False) -> OpenVLAPolicy:
     return OpenVLAPolicy(name, resolve_checkpoint(name, checkpoint), steering, suite, device, dtype,
-                         compile_decode=compile_decode)
+                         compiled=compiled)

@@ -134,9 +134,9 @@ class PolicyRecipe:
     suite: str
     device: str
     dtype: str
-    compile_decode: bool = False
+    compiled: bool = False
 
     def build(self) -> Any:
         steering, _ = build_method(self.method, self.params)
         return POLICIES.load(self.policy)(self.policy, self.checkpoint, steering, self.suite, device=self.device,
-                                          dtype=self.dtype, compile_decode=self.compile_decode)
+                                          dtype=self.dtype, compiled=self.compiled)

@@ -268,6 +268,9 @@ class LlamaExecutor(nn.Module):
         self.model = LlamaModel(cfg)
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         self.compiled_decode_step: Callable[..., torch.Tensor] | None = None  # set by compile_decode()
+        self.compiled_layer_step: Callable[..., tuple] | None = None  # set by compile_prefill()
+        self.bucket_rows = 32  # edited prefills are padded to a multiple of this (few shapes, graphs reused)
+        self.scratch_slots = 0  # 1 with the compiled prefill: the slot padding rows write their K/V to
 
     @property
     def attention(self) -> str:
@@ -314,8 +317,14 @@ class LlamaExecutor(nn.Module):
             cache.live[layer] = state.live
             cache.n_live[layer] = state.n_live
             want = layer in steering.attention_layers
-            x, probs = block(layer, state.x, state.slots, state.pos, cache, plain=state.plain, n_keys=state.n_live,
-                             causal=steering.causal, soft_mix=soft_mix, want_probs=want, meter=meter)
+            if self.compiled_layer_step is not None and soft_mix is None:
+                x, probs = self.bucketed_layer(block, layer, state, cache, steering.causal, want)
+                if meter is not None:  # the real rows only: padding is not computed work
+                    count_layer_macs(meter, self.cfg, state.x.shape[1], state.n_live, "prefill", want)
+            else:
+                x, probs = block(layer, state.x, state.slots, state.pos, cache, plain=state.plain,
+                                 n_keys=state.n_live, causal=steering.causal, soft_mix=soft_mix, want_probs=want,
+                                 meter=meter)
             state = state.next_layer(x, probs if want else None)
         t0 = hooks()
         steering.at_layer(state)
@@ -323,13 +332,68 @@ class LlamaExecutor(nn.Module):
         last = state.row_of(n_prefill - 1)
         return self.model.norm(state.x[:, last]), state
 
+    def bucketed_layer(self, block: DecoderLayer, layer: int, state: PrefillState, cache: KVCache, causal: bool,
+                       want_probs: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One prefill layer through the compiled ``layer_step``, rows padded up to a multiple of ``bucket_rows``.
+
+        The plain prefill (the episode's fixed length) runs unpadded. Padding rows sit at position 0 and write
+        their K/V to the scratch slot (never live), so real rows never see them; they see BOS, so they stay
+        finite. Their outputs and probabilities are cut off again.
+        """
+        x, slots, pos = state.x, state.slots, state.pos
+        n = x.shape[1]
+        pad = 0 if state.plain else -n % self.bucket_rows
+        if pad:
+            x = torch.cat([x, x.new_zeros(1, pad, x.shape[2])], dim=1)
+            slots = torch.cat([slots, slots.new_full((pad,), cache.capacity - 1)])
+            pos = torch.cat([pos, pos.new_zeros(pad)])
+        out, probs = self.compiled_layer_step(block, x, slots, pos, cache.k[layer], cache.v[layer], cache.pos[layer],
+                                              cache.live[layer], cache.rope, state.plain, causal, want_probs)
+        return out[:, :n], (probs[:, :n] if probs is not None else None)
+
+    @staticmethod
+    def layer_step(block: DecoderLayer, x: torch.Tensor, slots: torch.Tensor, pos: torch.Tensor,
+                   k_cache: torch.Tensor, v_cache: torch.Tensor, pos_cache: torch.Tensor, live: torch.Tensor,
+                   rope_cos_sin: torch.Tensor, plain: bool, causal: bool,
+                   want_probs: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The tensor part of one prefill layer (``DecoderLayer.forward`` without books): K/V and positions written
+        in place at ``slots``; no host reads, so it compiles to one graph per (row count, flags), shared by all
+        layers (the block's weights are graph inputs)."""
+        attn = block.self_attn
+        q, k, v = attn.qkv(block.input_layernorm(x), rope_cos_sin[:, pos])
+        k_cache.index_copy_(2, slots, k)
+        v_cache.index_copy_(2, slots, v)
+        pos_cache.index_copy_(0, slots, pos)
+        if plain and causal:
+            keys, mask = k, None
+            x = x + attn.attend(q, k, v, is_causal=True)
+        else:
+            keys, mask = k_cache, live[None, :].expand(pos.shape[0], -1)
+            if causal:
+                mask = mask & (pos_cache[None, :] <= pos[:, None])
+            x = x + attn.attend(q, keys, v_cache, mask)
+        probs = attn.probabilities(q, keys, mask) if want_probs else None
+        return x + block.mlp(block.post_attention_layernorm(x)), probs
+
+    def compile_prefill(self) -> None:
+        """Run each prefill layer through a compiled ``layer_step`` (fused kernels), edited row counts padded to
+        buckets of ``bucket_rows``; LAC's soft-mix training keeps the eager layers.
+
+        No CUDA graphs here (unlike the decode step): one graph serves all layers with each layer's weights as
+        inputs, and each layer's output feeds the next call, which CUDA-graph trees would answer by recording a
+        graph per layer and shape. At batch 1 the prefill is compute-bound on a GPU; fusing is what pays.
+        """
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        self.scratch_slots = 1
+        self.compiled_layer_step = torch.compile(self.layer_step, dynamic=False, fullgraph=True)
+
     def decode(self, token: torch.Tensor, slot: int, pos: int | list[int], cache: KVCache,
                meter: MacMeter | None) -> torch.Tensor:
         """One greedy decode step for ``token`` ([1] long) at ``slot``; returns its final hidden.
 
         ``pos`` is its RoPE position, or one per layer (SparseVLM numbers positions by each layer's length).
         The host keeps the books (key counts, MACs) in Python ints; the tensor work is ``decode_step``, whose
-        shapes are fixed for an episode, so it can be compiled once (``compile_decode``).
+        shapes are fixed for an episode, so it can be compiled once (``compiled``).
         """
         per_layer = pos if isinstance(pos, list) else [pos] * len(self.model.layers)
         dev = token.device

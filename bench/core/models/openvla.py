@@ -76,8 +76,10 @@ class OpenVLA(nn.Module):
         return input_ids if input_ids[-1] == self.cfg.empty_token_id else [*input_ids, self.cfg.empty_token_id]
 
     def cache_capacity(self, n_prefill: int, steering: Steering | None = None) -> int:
-        """Slots an episode needs: the prefill, a method's extra rows (SparseVLM's merged tokens), 7 decodes."""
-        return n_prefill + (steering.extra_slots if steering else 0) + ACTION_DIM
+        """Slots an episode needs: the prefill, a method's extra rows (SparseVLM's merged tokens), 7 decodes, and
+        the compiled prefill's scratch slot for padding rows."""
+        extra = steering.extra_slots if steering else 0
+        return n_prefill + extra + ACTION_DIM + self.language_model.scratch_slots
 
     def new_cache(self, n_prefill: int, steering: Steering | None = None) -> KVCache:
         return self.language_model.new_cache(self.cache_capacity(n_prefill, steering))
