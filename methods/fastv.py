@@ -57,7 +57,7 @@ class FastV(Steering):
         self.generator.manual_seed(seed)
         self.kept = None
 
-    def bind(self, n_layers: int, n_visual: int) -> None:
+    def bind(self, n_layers: int, n_visual: int, device: torch.device | str = "cpu") -> None:
         if self.config.k >= n_layers or n_visual != self.config.n_visual:
             raise ValueError(f"FastV K={self.config.k} with {self.config.n_visual} visual tokens does not fit a "
                              f"model of {n_layers} layers and {n_visual} visual tokens")

@@ -92,7 +92,7 @@ class SparseVLM(Steering):
     def reset_episode(self, seed: int) -> None:
         self.generator.manual_seed(seed)
 
-    def bind(self, n_layers: int, n_visual: int) -> None:
+    def bind(self, n_layers: int, n_visual: int, device: torch.device | str = "cpu") -> None:
         if n_layers <= max(PRUNE_LAYERS) + 1 or n_visual != self.config.n_visual:
             raise ValueError(f"SparseVLM prunes after layers {PRUNE_LAYERS} of {self.config.n_visual} visual tokens; "
                              f"the model has {n_layers} layers and {n_visual} visual tokens")

@@ -86,7 +86,7 @@ class VLACache(Steering):
         self.attention_layers = frozenset(range(32))
         self.reset_episode(0)
 
-    def bind(self, n_layers: int, n_visual: int) -> None:
+    def bind(self, n_layers: int, n_visual: int, device: torch.device | str = "cpu") -> None:
         if n_layers <= max(*REUSE_LAYERS, ATTN_LAYER) or n_visual != self.config.n_visual:
             raise ValueError(f"VLA-Cache needs > {ATTN_LAYER} layers and {self.config.n_visual} visual tokens; "
                              f"the model has {n_layers} and {n_visual}")

@@ -1,11 +1,14 @@
 """LAC: straight-through estimators, soft mask, recovery rate, and the method in the compute plan."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from bench.core.models.steering import PrefillState
+from methods.lac import torch_flow
 from methods.lac.flow import farneback, lac_input
 from methods.lac.method import LAC, LACConfig, recovered_tokens
 from methods.lac.nets import CANDIDATE_RATIOS, LACNet, gumbel_ratio, soft_cache_mask
@@ -54,6 +57,67 @@ def test_flow_sees_motion_and_input_has_five_channels():
     x = lac_input(shifted, img)
     assert x.shape == (1, 5, 224, 224) and x[0, 3:].abs().max() > 0
     assert lac_input(img, None)[0, 3:].abs().max() == 0  # first frame: no motion
+
+
+@pytest.fixture(scope="module")
+def policy_images():
+    """Consecutive 224×224 policy inputs (the OpenVLA image chain) from the committed fidelity trace."""
+    from bench.harness.openvla_policy import load_openvla_policy
+    from bench.harness.trace import load_trace
+    from envs.libero import upright
+    from methods.baseline import Baseline
+    from tests.conftest import ROOT
+
+    frames, _, suite = load_trace(ROOT / "results" / "reference" / "fidelity" / "trace.npz")
+    processor = load_openvla_policy("tiny-openvla", None, Baseline(), suite).processor
+    return [processor.image(upright(f)) for f in frames[:12]]
+
+
+def test_torch_farneback_reproduces_opencv_on_libero_frames(policy_images):
+    """The torch port (GPU-capable) against OpenCV: grayscale bit-exact, flow within 1e-3 px mean end-point error
+    (measured 1e-4; the rest is float summation order and a rare bilinear floor flip)."""
+    import cv2
+
+    a = policy_images[0]
+    assert torch.equal(torch_flow.gray(torch.from_numpy(a)), torch.from_numpy(cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)).float())
+    errors, motion = [], []
+    for prev, cur in itertools.pairwise(policy_images):
+        ref = farneback(prev, cur)
+        got = torch_flow.farneback(torch.from_numpy(prev), torch.from_numpy(cur)).numpy()
+        errors.append(np.linalg.norm(got - ref, axis=-1).ravel())
+        motion.append(np.linalg.norm(ref, axis=-1).mean())
+    e = np.concatenate(errors)
+    assert np.mean(motion) > 0.1  # the frames do move
+    assert e.mean() < 1e-3 and np.percentile(e, 99) < 1e-2, (e.mean(), np.percentile(e, 99))
+
+
+def test_lac_chooses_the_same_with_either_flow_backend(policy_images):
+    """Same selector input up to 1e-4 px: the same ratio and cached tokens step by step."""
+    chosen = {}
+    for backend in ("opencv", "torch"):
+        method = LAC(LACConfig(flow=backend))
+        method.bind(32, 256, "cpu")
+        assert method.flow == backend
+        chosen[backend] = []
+        for i, img in enumerate(policy_images[:6]):
+            method.begin_step(img, i)
+            chosen[backend].append((method.ratio, method.cached.tolist()))
+    assert chosen["opencv"] == chosen["torch"]
+    method = LAC(LACConfig())  # auto: OpenCV on the CPU (10× faster there), torch on CUDA
+    method.bind(32, 256, "cpu")
+    assert method.flow == "opencv"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_torch_farneback_on_cuda_matches_the_cpu(policy_images):
+    prev, cur = (torch.from_numpy(x) for x in policy_images[:2])
+    cpu = torch_flow.farneback(prev, cur)
+    gpu = torch_flow.farneback(prev.cuda(), cur.cuda()).cpu()
+    assert (gpu - cpu).norm(dim=-1).mean() < 1e-3
+    method = LAC(LACConfig())
+    method.bind(32, 256, "cuda")
+    assert method.flow == "torch" and next(method.net.parameters()).is_cuda
 
 
 def test_recovery_rate_matches_p_with_a_fixed_seed():

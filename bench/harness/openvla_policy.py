@@ -43,7 +43,7 @@ class OpenVLAPolicy:
             self.model, self.tokenizer = model, tokenizer
         self.steering = steering
         try:
-            steering.bind(self.model.cfg.text.num_hidden_layers, self.model.cfg.vision[0].grid ** 2)
+            steering.bind(self.model.cfg.text.num_hidden_layers, self.model.cfg.vision[0].grid ** 2, device)
         except ValueError as exc:
             raise BenchError(str(exc)) from None
         self.device, self.dtype, self.center_crop = device, dtype, center_crop

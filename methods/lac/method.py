@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from bench.core.models.steering import PrefillState, Steering
 from bench.core.records import Field
 from methods.common import ATTN_LAYER, IMAGE_START, text_to_vision
-from methods.lac.flow import lac_input
+from methods.lac.flow import FLOW_BACKENDS, lac_input
 from methods.lac.nets import CANDIDATE_RATIOS, LACNet
 
 ASSETS = Path(__file__).resolve().parents[2] / "bench" / "assets" / "lac-tiny"
@@ -39,22 +39,25 @@ class LACConfig:
     recover_fraction: float = 0.5
     start_layer: int = 0
     n_visual: int = 256
+    flow: str = "auto"  # opencv (host) | torch (the policy's device) | auto: torch on CUDA, opencv on the CPU
 
     def __post_init__(self) -> None:
         if self.motion not in ("flow", "language"):
             raise ValueError(f"LAC motion must be flow|language; got {self.motion!r}")
+        if self.flow not in ("auto", *FLOW_BACKENDS):
+            raise ValueError(f"LAC flow must be auto|{'|'.join(FLOW_BACKENDS)}; got {self.flow!r}")
 
     def weights_path(self) -> Path:
         return ASSETS / WEIGHTS[self.weights] if self.weights in WEIGHTS else Path(self.weights)
 
 
-def language_input(cur: np.ndarray, relevance: torch.Tensor | None) -> torch.Tensor:
+def language_input(cur: np.ndarray, relevance: torch.Tensor | None, device: torch.device | str = "cpu") -> torch.Tensor:
     """[1, 5, H, W]: RGB and the previous step's text→vision attention map (min-max, 16×16 upsampled) twice."""
-    rgb = torch.from_numpy(np.ascontiguousarray(cur)).permute(2, 0, 1).float() / 255.0
+    rgb = torch.from_numpy(np.ascontiguousarray(cur)).to(device).permute(2, 0, 1).float() / 255.0
     if relevance is None:
-        rel = torch.zeros(1, *cur.shape[:2])
+        rel = torch.zeros(1, *cur.shape[:2], device=device)
     else:
-        r = relevance.float().cpu()
+        r = relevance.float().to(device)
         r = (r - r.min()) / (r.max() - r.min() + 1e-8)
         g = int(r.numel() ** 0.5)
         rel = torch.nn.functional.interpolate(r.view(1, 1, g, g), size=cur.shape[:2], mode="nearest")[0]
@@ -84,35 +87,45 @@ class LAC(Steering):
         self.config = config or LACConfig()
         self.net = load_net(self.config.weights_path())
         self.attention_layers = frozenset({ATTN_LAYER}) if self.config.motion == "language" else frozenset()
+        self.device, self.flow = torch.device("cpu"), self.config.flow if self.config.flow != "auto" else "opencv"
         self.reset_episode(0)
+
+    def bind(self, n_layers: int, n_visual: int, device: torch.device | str = "cpu") -> None:
+        """Selector, predictor and (with the torch backend) the flow run where the policy runs."""
+        self.device = torch.device(device)
+        self.net.to(self.device)
+        cfg = self.config
+        self.flow = cfg.flow if cfg.flow != "auto" else ("torch" if self.device.type == "cuda" else "opencv")
 
     def reset_episode(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
         self.prev_frame: np.ndarray | None = None
         self.relevance: torch.Tensor | None = None
-        self.cached = torch.empty(0, dtype=torch.long)
+        self.cached = torch.empty(0, dtype=torch.long, device=self.device)
         self.ratio, self.recovered, self.ran_net = 0.0, 0, False
 
     def begin_step(self, frame: np.ndarray, step_index: int) -> None:
         cfg = self.config
-        self.cached, self.ratio, self.recovered = torch.empty(0, dtype=torch.long), 0.0, 0
+        self.cached, self.ratio, self.recovered = torch.empty(0, dtype=torch.long, device=self.device), 0.0, 0
         self.ran_net = self.prev_frame is not None
         if self.prev_frame is not None:
-            x = lac_input(frame, self.prev_frame) if cfg.motion == "flow" else language_input(frame, self.relevance)
+            x = (lac_input(frame, self.prev_frame, self.flow, self.device) if cfg.motion == "flow"
+                 else language_input(frame, self.relevance, self.device))
             with torch.no_grad():
                 scores, logits = self.net(x)
+            # the ratio sizes the cached set: the step's one device→host read
             self.ratio = cfg.fixed_ratio if cfg.fixed_ratio >= 0 else CANDIDATE_RATIOS[int(logits.argmax())]
             k = round(self.ratio * cfg.n_visual)
             cached = scores[0].argsort()[:k]
             recover = recovered_tokens(k, self.rng, cfg.p_recover, cfg.recover_fraction)
             self.recovered = len(recover)
-            cached = cached[np.setdiff1d(np.arange(k), recover)]
+            cached = cached[torch.from_numpy(np.setdiff1d(np.arange(k), recover)).to(self.device)]
             self.cached = cached.sort().values + IMAGE_START
         self.prev_frame = frame
 
     def at_layer(self, state: PrefillState) -> None:
         if state.layer == self.config.start_layer and self.cached.numel() and state.can_reuse:
-            state.reuse(self.cached.to(state.slots.device))
+            state.reuse(self.cached)
         if state.attn is not None and state.layer - 1 == ATTN_LAYER:
             self.relevance = text_to_vision(state.attn, state.attn_query_slots, self.config.n_visual, 35,
                                             state.n_prefill)

@@ -111,8 +111,9 @@ class Steering:
     extra_slots: int = 0  # free cache slots a method may fill with inserted rows
     record_fields: tuple[Field, ...] = ()  # the fields step_record returns (bench/core/records.py)
 
-    def bind(self, n_layers: int, n_visual: int) -> None:
-        """Called once with the model's depth and visual-token count; raise ValueError if they do not fit."""
+    def bind(self, n_layers: int, n_visual: int, device: torch.device | str = "cpu") -> None:
+        """Called once with the model's depth, visual-token count and device (where a method keeps its own
+        tensors and modules); raise ValueError if they do not fit."""
 
     def reset_episode(self, seed: int) -> None:
         """Forget all per-episode state (previous frame, attention, RNG)."""
