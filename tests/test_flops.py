@@ -3,7 +3,7 @@
 import torch
 
 from bench.core.flops import MacMeter
-from bench.core.models.accounting import policy_step_macs
+from bench.core.models.accounting import cogact_step_macs, policy_step_macs
 
 
 def test_openvla_7b_paper_convention_prefill():
@@ -13,6 +13,18 @@ def test_openvla_7b_paper_convention_prefill():
     assert abs(r["paper_prefill_macs"] / 1e12 - 1.867) < 0.001
     assert r["flops_total"] == 2 * r["macs_total"]
     assert {"macs_vision", "macs_projector", "macs_prefill", "macs_decode", "macs_lm_head"} <= set(r)
+
+
+def test_cogact_base_step_by_hand():
+    """One prefill of n = 1 + 256 + 28 + 2 (empty + cognition token) and DiT-B × 10 DDIM steps × CFG batch 2."""
+    r = cogact_step_macs("cogact-base", text_tokens=28).report()
+    n, d, m = 287, 4096, 11008
+    assert r["paper_prefill_macs"] == 32 * (4 * n * d * d + 2 * n * n * d + 3 * n * d * m)
+    h, depth, rows = 768, 12, 17  # DiT-B over [condition, 16 actions]
+    forward = (depth * (rows * 12 * h * h + 2 * rows * rows * h) + 16 * 7 * h + 256 * h + h * h + 4096 * h
+               + rows * h * 7)
+    assert r["macs_action_head"] == 10 * 2 * forward
+    assert "macs_decode" not in r and "macs_lm_head" not in r
 
 
 class PrefillForward(torch.nn.Module):

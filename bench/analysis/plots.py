@@ -14,7 +14,7 @@ import pandas as pd
 
 from bench.core import records as R
 
-REGIONS = ("vision", "projector", "prefill", "decode", "lm_head", "method_attn_stats", "method_lac_cnn")
+REGIONS = ("vision", "projector", "prefill", "decode", "lm_head", "action_head", "method_attn_stats", "method_lac_cnn")
 
 
 def per_suite_bars(summary: pd.DataFrame, path: Path) -> None:

@@ -63,7 +63,13 @@ def lower_bound_s(macs: float, bytes_moved: float, device: Device, dtype: str) -
     return max(2 * macs / peak, bytes_moved / (device.bandwidth_gbs * 1e9))
 
 
-REGIONS = ("vision", "prefill", "decode")
+HEAD_REGIONS = ("decode", "action_head")  # OpenVLA's 6 token decodes, or CogACT's DiT × DDIM steps
+
+
+def regions_of(step: dict) -> tuple[str, str, str]:
+    """The timed regions of a recorded step: vision, prefill and the model's head region."""
+    head = "action_head" if R.time_field("action_head") in step else "decode"
+    return ("vision", "prefill", head)
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,8 @@ class ModelBytes:
     layer_weights: int  # the LLM's decoder layers
     head_weights: int  # lm_head
     kv_per_token: int  # K and V of one token over all layers
+    action_model_weights: int = 0  # CogACT's DiT (read once per DDIM step)
+    ddim_steps: int = 0
 
     @classmethod
     def of(cls, model: OpenVLA) -> ModelBytes:
@@ -82,8 +90,10 @@ class ModelBytes:
 
         lm, cfg = model.language_model, model.cfg.text
         elem = lm.lm_head.weight.element_size()
+        action = getattr(model, "action_model", None)
         return cls(size(model.vision_backbone) + size(model.projector), size(lm.model.layers), size(lm.lm_head),
-                   2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * elem)
+                   2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * elem,
+                   size(action) if action is not None else 0, model.head.ddim_steps if action is not None else 0)
 
 
 def region_bounds_s(step: dict, sizes: ModelBytes, device: Device, dtype: str, n_decode: int = 6) -> dict[str, float]:
@@ -94,12 +104,13 @@ def region_bounds_s(step: dict, sizes: ModelBytes, device: Device, dtype: str, n
       of the computed rows written and of the live keys read.
     - decode: lm_head × (n_decode + 1) and n_decode single-token passes; every pass reads all layer weights
       (the memory-bound part at batch 1) and the live K/V.
+    - action_head (CogACT): the DiT's MACs over all DDIM steps and the CFG batch; its weights read once per step.
     """
     def m(*regions: str) -> int:
         return sum(step.get(R.macs_field(r), 0) for r in regions)
 
     macs = {"vision": m("vision", "projector"), "prefill": m("prefill", "method_attn_stats"),
-            "decode": m("decode", "lm_head")}
+            "decode": m("decode", "lm_head"), "action_head": m("action_head")}
     rows = step.get(R.PREFILL_ROWS_PER_LAYER) or [0]
     n_rows, n_keys = sum(rows) / len(rows), max(rows)
     moved = {
@@ -107,7 +118,8 @@ def region_bounds_s(step: dict, sizes: ModelBytes, device: Device, dtype: str, n
         "prefill": sizes.layer_weights + sizes.kv_per_token * (n_rows + n_keys),
         "decode": n_decode * (sizes.layer_weights + sizes.kv_per_token * n_keys)
         + (n_decode + 1) * sizes.head_weights,
+        "action_head": sizes.ddim_steps * sizes.action_model_weights,
     }
-    bounds = {r: lower_bound_s(macs[r], moved[r], device, dtype) for r in REGIONS}
+    bounds = {r: lower_bound_s(macs[r], moved[r], device, dtype) for r in regions_of(step)}
     bounds["step"] = sum(bounds.values())
     return bounds

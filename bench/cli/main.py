@@ -15,7 +15,7 @@ from bench.cli.demos import demos_app
 from bench.core.errors import BenchError
 from bench.harness.registry import METHODS, POLICIES, SUITES
 
-app = typer_app("Benchmark inference acceleration methods for VLA policies (OpenVLA architecture, LIBERO).",
+app = typer_app("Benchmark inference acceleration methods for VLA policies (OpenVLA and CogACT architectures, LIBERO).",
                 add_completion=False, pretty_exceptions_enable=False)
 DEFAULT_OUT = Path("results/runs")
 
@@ -69,16 +69,22 @@ def list_registered() -> None:
 
 @app.command()
 def flops(
-    policy: Annotated[str, typer.Option(help="model preset: openvla-7b | tiny")] = "openvla-7b",
-    text_tokens: Annotated[int, typer.Option(min=1, help="prompt tokens after BOS (n = 1 + 256 + this)")] = 28,
+    policy: Annotated[str, typer.Option(help="model preset: openvla-7b | tiny | cogact-small | cogact-base | cogact-large | tiny-cogact")] = "openvla-7b",
+    text_tokens: Annotated[int, typer.Option(min=1, help="prompt tokens after BOS (OpenVLA: n = 1 + 256 + this; CogACT: + 2)")] = 28,
 ) -> None:
     """MACs/FLOPs breakdown of one baseline policy step (meta device: no weights needed)."""
-    from bench.core.models.accounting import policy_step_macs
+    from bench.core.models.accounting import cogact_step_macs, policy_step_macs
+    from bench.core.models.presets import COGACT_PRESETS
 
-    name = "tiny" if policy in ("tiny", "tiny-openvla") else policy
-    r = policy_step_macs(name, text_tokens).report()
-    n = 1 + 256 + text_tokens
-    console.print(f"[bold]{policy}[/] one policy step, batch 1, prefill n = {n} tokens, 1 prefill + 6 decode steps")
+    if policy in COGACT_PRESETS:
+        meter, n = cogact_step_macs(policy, text_tokens), 1 + 256 + text_tokens + 2
+        what = "1 prefill (prompt + empty + cognition token) + DiT × 10 DDIM steps × CFG batch 2"
+    else:
+        name = "tiny" if policy in ("tiny", "tiny-openvla") else policy
+        meter, n = policy_step_macs(name, text_tokens), 1 + 256 + text_tokens
+        what = "1 prefill + 6 decode steps"
+    r = meter.report()
+    console.print(f"[bold]{policy}[/] one policy step, batch 1, prefill n = {n} tokens, {what}")
     console.print(f"paper convention (LLM decoder layers, prefill only, 4nd²+2n²d+3ndm): "
                   f"[bold]{r['paper_prefill_macs'] / 1e12:.4f} T MACs[/] (the papers' \"TFLOPs\")")
     table = Table("region", "MACs", "FLOPs (2·MAC)", "share")

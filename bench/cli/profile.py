@@ -18,7 +18,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from bench.analysis.roofline import REGIONS, Device, ModelBytes, device_for, region_bounds_s
+from bench.analysis.roofline import Device, ModelBytes, device_for, region_bounds_s, regions_of
 from bench.core import records as R
 from bench.core.errors import BenchError
 from bench.core.models.llama import ATTENTION_IMPLEMENTATIONS
@@ -30,16 +30,18 @@ from bench.harness.trace import TRACE_FILE, load_trace, record_trace
 def timing_columns(rows: list[dict]) -> dict[str, float]:
     """p50/p90/p99/mean/std (ms) of each timed region: the paper's prefill and the end-to-end step first."""
     out = {}
-    for region in ("prefill", "step", "vision", "decode"):
+    vision, prefill, head = regions_of(rows[0])
+    for region in (prefill, "step", vision, head):
         out.update({f"{region}_{k}_ms": v for k, v in percentiles([r[R.time_field(region)] for r in rows]).items()})
     return out
 
 
 def roofline_columns(rows: list[dict], sizes: ModelBytes, roof: Device, dtype: str) -> dict[str, float]:
-    """Per region (vision, prefill, decode, step): the median step's lower bound (ms) and measured p50 / bound."""
+    """Per region (vision, prefill, decode or action_head, step): the median step's lower bound (ms) and
+    measured p50 / bound."""
     bounds = [region_bounds_s(r, sizes, roof, dtype) for r in rows]
     out = {}
-    for region in (*REGIONS, "step"):
+    for region in (*regions_of(rows[0]), "step"):
         bound_ms = 1e3 * float(np.median([b[region] for b in bounds]))
         measured = float(np.median([r[R.time_field(region)] for r in rows])) * 1e3
         out[f"{region}_roofline_ms"] = bound_ms
@@ -187,10 +189,11 @@ def _print(df: pd.DataFrame, ctx: dict[str, Any], console: Console) -> None:
                       f"{r.paper_prefill_GMACs:.3f}" + (f" ({r.paper_macs_ratio:.2f})" if has_base else ""),
                       f"{r.overhead_p50_ms:.2f}", f"{r.host_reads_method:.0f} / {r.host_reads_model:.0f}")
     console.print(table)
-    table = Table("method", *(f"{region}\np50 / bound ms (×)" for region in (*REGIONS, "step")),
+    regions = (*(g for g in ("vision", "prefill", "decode", "action_head") if f"{g}_roofline_ms" in df), "step")
+    table = Table("method", *(f"{region}\np50 / bound ms (×)" for region in regions),
                   title="roofline by region (bound = max(FLOPs / peak, bytes / bandwidth))")
     for r in df.itertuples():
         d = r._asdict()
         table.add_row(r.method, *(f"{d[f'{g}_p50_ms']:.2f} / {d[f'{g}_roofline_ms']:.3f} "
-                                  f"({d[f'{g}_measured_over_roofline']:.0f}×)" for g in (*REGIONS, "step")))
+                                  f"({d[f'{g}_measured_over_roofline']:.0f}×)" for g in regions))
     console.print(table)

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bench.core.errors import BenchError
 from bench.core.interrupt import deferred_interrupts
-from bench.harness.registry import METHODS, POLICIES, SUITES, PolicyRecipe, build_method
+from bench.harness.registry import METHODS, POLICIES, SUITES, PolicyRecipe, build_method, policy_identity
 from bench.harness.spec import RunSpec, episode_key, resolve_device
 from bench.harness.store import RunStore, run_dir_for
 
@@ -68,9 +68,6 @@ def run_command(*, method: str, suite: str, tasks: list[int] | None, episodes_pe
     The order matters: bad input fails in a second with one line, and a second writer meets the lock before
     spending ~20 s loading the env and the policy.
     """
-    from bench.core.models.checkpoint import fingerprint
-    from bench.harness.openvla_policy import resolve_checkpoint
-
     suite_entry, method_entry, policy_entry = SUITES.resolve(suite), METHODS.resolve(method), POLICIES.resolve(policy)
     _, method_params = build_method(method_entry.name, params)
     if dtype not in ("fp32", "bf16", "fp16"):
@@ -81,8 +78,8 @@ def run_command(*, method: str, suite: str, tasks: list[int] | None, episodes_pe
     run_tasks = resolve_tasks(the_suite, tasks)
     validate_episodes(the_suite, run_tasks, episodes_per_task)
     device = ("cuda" if gpus_per_worker > 0 else "cpu") if executor == "ray" else resolve_device(device)
-    ckpt = resolve_checkpoint(policy_entry.name, checkpoint)
-    recipe = PolicyRecipe(policy_entry.name, str(ckpt), method_entry.name, params, suite_entry.name, device, dtype,
+    ckpt, policy_fingerprint = policy_identity(policy_entry.name, checkpoint)
+    recipe = PolicyRecipe(policy_entry.name, str(ckpt) if ckpt else None, method_entry.name, params, suite_entry.name, device, dtype,
                           compiled)
     protocol = the_suite.protocol
     spec = RunSpec(
@@ -91,7 +88,7 @@ def run_command(*, method: str, suite: str, tasks: list[int] | None, episodes_pe
         episodes_per_task=episodes_per_task,
         max_steps=max_steps or protocol.max_steps,
         policy=policy_entry.name,
-        policy_fingerprint=fingerprint(ckpt),
+        policy_fingerprint=policy_fingerprint,
         method=method_entry.name,
         method_params=method_params,
         protocol={**dataclasses.asdict(protocol), "max_steps_override": max_steps is not None,

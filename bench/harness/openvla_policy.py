@@ -1,10 +1,16 @@
-"""OpenVLA-family policy adapter: LIBERO observation → OpenVLA image chain → model (+ method) → env action."""
+"""Prismatic-family policy adapter: LIBERO observation → OpenVLA image chain → model (+ method) → env action.
+
+The model's output becomes an env action through a *head*: OpenVLA's 7 greedy tokens (``TokenHead``, here) or
+CogACT's sampled action chunk (``bench/harness/cogact_policy.py:ChunkHead``). Everything else — preprocessing,
+the method's steering, timing, MACs, token accounting — is one code path.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -14,7 +20,7 @@ from bench.core.errors import BenchError
 from bench.core.flops import MacMeter
 from bench.core.models.checkpoint import fingerprint, load_openvla
 from bench.core.models.llama import KVCache
-from bench.core.models.openvla import OpenVLA, visual_token_accounting
+from bench.core.models.openvla import ActionPrediction, OpenVLA, visual_token_accounting
 from bench.core.models.processor import OpenVLAProcessor
 from bench.core.models.steering import Steering
 from bench.core.models.tokenizer import PromptTokenizer
@@ -26,14 +32,50 @@ TINY_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "tiny-openvla
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+class Head(Protocol):
+    """Turns the model's prediction into the env action (and keeps whatever state that needs per episode)."""
+
+    def reset(self, episode_seed: int) -> None: ...
+
+    def predict(self, model: OpenVLA, pixels: torch.Tensor, input_ids: list[int], cache: KVCache,
+                steering: Steering, meter: MacMeter, timer: RegionTimer) -> Any: ...
+
+    def action(self, prediction: Any) -> np.ndarray: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+class TokenHead:
+    """OpenVLA: 7 greedy action tokens → bin centres → un-normalised → robosuite gripper sign."""
+
+    def __init__(self, processor: OpenVLAProcessor, unnorm_key: str) -> None:
+        self.processor, self.unnorm_key = processor, unnorm_key
+
+    def reset(self, episode_seed: int) -> None:
+        pass
+
+    def predict(self, model: OpenVLA, pixels: torch.Tensor, input_ids: list[int], cache: KVCache,
+                steering: Steering, meter: MacMeter, timer: RegionTimer) -> ActionPrediction:
+        return model.predict_action(pixels, input_ids, cache, steering, meter, timer)
+
+    def action(self, prediction: ActionPrediction) -> np.ndarray:
+        return self.processor.action(prediction.tokens, self.unnorm_key)
+
+    def describe(self) -> dict[str, Any]:
+        return {"head": "action tokens (greedy)"}
+
+
 class OpenVLAPolicy:
     def __init__(self, name: str, checkpoint: Path | None, steering: Steering, unnorm_key: str,
                  device: str = "cpu", dtype: str = "fp32", center_crop: bool = True,
                  model: OpenVLA | None = None, tokenizer: PromptTokenizer | None = None,
-                 compiled: bool = False) -> None:
-        """Load ``checkpoint`` — or wrap a given random-weight ``model`` (performance mode only).
+                 compiled: bool = False, head: Callable[[OpenVLAProcessor, str], Head] = TokenHead,
+                 model_fingerprint: str | None = None) -> None:
+        """Load ``checkpoint`` — or wrap a given ``model`` (random weights, or a CogACT built by its loader).
 
         ``compiled``: run the decode step through ``torch.compile`` (``LlamaExecutor.compiled``).
+        ``head``: builds the prediction → action head from the processor and the resolved un-norm key.
+        ``model_fingerprint``: the identity of a given ``model`` (default: the OpenVLA checkpoint's, or random).
         """
         self.name = name
         self.checkpoint = Path(checkpoint) if checkpoint else None
@@ -57,7 +99,8 @@ class OpenVLAPolicy:
         if key not in stats:
             raise BenchError(f"checkpoint {checkpoint} has no norm_stats for {unnorm_key!r}; it has {sorted(stats)}")
         self.unnorm_key = key
-        self._fingerprint = fingerprint(self.checkpoint) if self.checkpoint else "random-weights"
+        self.head = head(self.processor, key)
+        self._fingerprint = model_fingerprint or (fingerprint(self.checkpoint) if self.checkpoint else "random-weights")
 
     def fingerprint(self) -> str:
         return self._fingerprint
@@ -67,13 +110,14 @@ class OpenVLAPolicy:
                 "fingerprint": self._fingerprint,
                 "device": self.device, "dtype": self.dtype, "unnorm_key": self.unnorm_key,
                 "center_crop": self.center_crop, "execution": self.execution, "attention": self.model.language_model.attention + ("" if self.steering.causal else "-noncausal"),
-                "n_parameters": sum(p.numel() for p in self.model.parameters())}
+                "n_parameters": sum(p.numel() for p in self.model.parameters()), **self.head.describe()}
 
     def reset(self, instruction: str, episode_seed: int) -> None:
         self.input_ids = self.processor.prompt_ids(instruction)
         n_prefill = len(self.model.with_empty_token(self.input_ids)) + self.model.cfg.vision[0].grid ** 2
         self.cache = self._episode_cache(n_prefill)
         self.steering.reset_episode(episode_seed)
+        self.head.reset(episode_seed)
         self.step_index = 0
 
     def _episode_cache(self, n_prefill: int) -> KVCache:
@@ -94,8 +138,8 @@ class OpenVLAPolicy:
             t0 = time.perf_counter()
             self.steering.begin_step(image, self.step_index)
             method_s = time.perf_counter() - t0
-            prediction = self.model.predict_action(pixels, self.input_ids, self.cache, self.steering, meter, timer)
-            action = self.processor.action(prediction.tokens, self.unnorm_key)
+            prediction = self.head.predict(self.model, pixels, self.input_ids, self.cache, self.steering, meter, timer)
+            action = self.head.action(prediction)
         self.step_index += 1
         for region, macs in self.steering.step_macs().items():
             meter.add(region, macs)
@@ -105,7 +149,8 @@ class OpenVLAPolicy:
         record = {**timer.report(), **meter.report(), R.TIME_METHOD_BEGIN_S: method_s,
                   R.TIME_METHOD_HOOKS_S: hooks_s, R.TIME_METHOD_OVERHEAD_S: method_s + hooks_s, **tokens_used,
                   **self.steering.step_record()}
-        return StepResult(action, record, tokens=prediction.tokens, image=image, prefill=prediction.prefill)
+        return StepResult(action, record, tokens=getattr(prediction, "tokens", None), image=image,
+                          prefill=prediction.prefill)
 
 
 def resolve_checkpoint(name: str, checkpoint: str | None) -> Path:
@@ -117,6 +162,11 @@ def resolve_checkpoint(name: str, checkpoint: str | None) -> Path:
     if not Path(checkpoint).is_dir():
         raise BenchError(f"checkpoint directory {checkpoint!r} does not exist")
     return Path(checkpoint).resolve()
+
+
+def checkpoint_fingerprint(name: str, path: Path | None) -> str:
+    """The run-hash identity of ``resolve_checkpoint``'s answer, read without loading weights."""
+    return fingerprint(path)
 
 
 def random_weight_policy(preset_name: str, steering: Steering, suite: str, device: str, dtype: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,10 +21,15 @@ class Entry:
 
 
 class Registry:
-    """Name → lazily imported object, with aliases and did-you-mean errors."""
+    """Name → lazily imported object, with aliases and did-you-mean errors.
 
-    def __init__(self, kind: str) -> None:
+    ``bind_defaults``: ``load`` returns the object with the entry's defaults bound as keyword arguments
+    (policy variants); otherwise the defaults are the caller's to apply (methods type them via their Config).
+    """
+
+    def __init__(self, kind: str, bind_defaults: bool = False) -> None:
         self.kind = kind
+        self.bind_defaults = bind_defaults
         self._entries: dict[str, Entry] = {}
         self._aliases: dict[str, str] = {}
 
@@ -40,8 +46,10 @@ class Registry:
         return self._entries[canonical]
 
     def load(self, name: str) -> Any:
-        module, _, attr = self.resolve(name).target.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        entry = self.resolve(name)
+        module, _, attr = entry.target.partition(":")
+        obj = getattr(importlib.import_module(module), attr)
+        return functools.partial(obj, **entry.defaults) if self.bind_defaults and entry.defaults else obj
 
     def entries(self) -> list[Entry]:
         return list(self._entries.values())
@@ -52,7 +60,7 @@ class Registry:
 
 METHODS = Registry("method")
 SUITES = Registry("suite")
-POLICIES = Registry("policy")
+POLICIES = Registry("policy", bind_defaults=True)
 
 METHODS.add("baseline", "methods.baseline:Baseline", "full compute: every token, every layer (empty compute plan)")
 METHODS.add("fastv", "methods.fastv:FastV", "FastV: drop visual tokens at layer k by last-token attention (k=2, ratio=0.5)")
@@ -92,6 +100,32 @@ POLICIES.add(
     "bench.harness.openvla_policy:load_openvla_policy",
     "OpenVLA-7B; needs --checkpoint DIR with an HF-format OpenVLA checkpoint",
 )
+POLICIES.add(
+    "tiny-cogact",
+    "bench.harness.cogact_policy:load_cogact_policy",
+    "tiny CogACT: the tiny-openvla VLM + a seeded random tiny DiT head (untrained head: 0 % success)",
+)
+POLICIES.add(
+    "tiny-cogact-unseeded",
+    "bench.harness.cogact_policy:load_cogact_policy",
+    "tiny CogACT with the reference's unseeded diffusion noise (runs vary)",
+    noise="unseeded",
+)
+for _size in ("small", "base", "large"):
+    POLICIES.add(
+        f"cogact-{_size}",
+        "bench.harness.cogact_policy:load_cogact_policy",
+        f"CogACT-{_size.capitalize()} (DiT-{_size[0].upper()}); needs --checkpoint DIR, a CogACT run directory",
+    )
+
+
+def policy_identity(name: str, checkpoint: str | None) -> tuple[Any, str]:
+    """The checkpoint a policy name + --checkpoint refer to and its fingerprint, without loading weights
+    (the policy's module answers: ``resolve_checkpoint`` and ``checkpoint_fingerprint``)."""
+    entry = POLICIES.resolve(name)
+    module = importlib.import_module(entry.target.partition(":")[0])
+    path = module.resolve_checkpoint(entry.name, checkpoint)
+    return path, module.checkpoint_fingerprint(entry.name, path)
 
 
 def build_method(name: str, params: dict[str, str]) -> tuple[Any, dict[str, Any]]:

@@ -1,11 +1,13 @@
-"""Model presets: the real OpenVLA-7B shapes (meta device, for FLOPs) and the tiny CPU preset."""
+"""Model presets: the real OpenVLA-7B and CogACT shapes (meta device, for FLOPs) and the tiny CPU presets."""
 
 from __future__ import annotations
 
 import torch
 
 from bench.core.errors import unknown_name
+from bench.core.models.cogact import CogACT, CogACTHead
 from bench.core.models.config import LlamaConfig, OpenVLAConfig, ViTConfig
+from bench.core.models.dit import DiTConfig, dit_config
 from bench.core.models.openvla import OpenVLA
 
 LIBERO_SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")
@@ -52,6 +54,32 @@ def preset(name: str) -> OpenVLAConfig:
     if name not in PRESETS:
         raise unknown_name("model preset", name, list(PRESETS))
     return PRESETS[name]()
+
+
+def tiny_dit(token_size: int) -> DiTConfig:
+    """A DiT with the reference's structure at CPU size (2 blocks of width 64)."""
+    return DiTConfig(hidden_size=64, depth=2, num_heads=4, token_size=token_size)
+
+
+# CogACT = Prismatic ``prism-dinosiglip-224px+7b`` (OpenVLA-7B's vision stack and Llama-2-7B) + DiT-S/B/L.
+COGACT_PRESETS = {"cogact-small": "DiT-S", "cogact-base": "DiT-B", "cogact-large": "DiT-L", "tiny-cogact": "tiny"}
+
+
+def cogact_preset(name: str) -> tuple[OpenVLAConfig, CogACTHead]:
+    if name not in COGACT_PRESETS:
+        raise unknown_name("CogACT preset", name, list(COGACT_PRESETS))
+    size = COGACT_PRESETS[name]
+    vlm = tiny() if size == "tiny" else openvla_7b()
+    d = vlm.text.hidden_size
+    return vlm, CogACTHead(tiny_dit(d) if size == "tiny" else dit_config(size, d))
+
+
+def build_cogact(name: str, seed: int = 0, device: str = "cpu") -> CogACT:
+    """Random-init CogACT preset (torch's default inits; on ``device='meta'`` only shapes, for FLOPs)."""
+    vlm, head = cogact_preset(name)
+    torch.manual_seed(seed)
+    with torch.device(device):
+        return CogACT(vlm, head).eval()
 
 
 def build(cfg: OpenVLAConfig, seed: int = 0, device: str = "cpu") -> OpenVLA:
