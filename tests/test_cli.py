@@ -24,6 +24,8 @@ from tests.conftest import run_bench
         (["run", "--tasks", "0", "--episodes-per-task", "51"], "task 0 has 50 init states (0..49); asked for 51"),
         (["run", "--tasks", ""], "--tasks names no task"),
         (["run", "--tasks", ","], "--tasks names no task"),
+        (["run", "--suite", "simpler_google_vm", "--policy", "tiny-cogact"], "SIMPLER needs simpler_env"),
+        (["run", "--policy", "cogact-base"], "needs --checkpoint DIR (a CogACT run directory"),
     ],
 )
 def test_bad_input_is_one_line(args, message):

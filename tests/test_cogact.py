@@ -261,3 +261,40 @@ def test_every_method_runs_a_libero_episode_with_the_tiny_cogact(tmp_path):
         assert m["spec"]["policy_fingerprint"].endswith("+dit-seed0")
     episodes = [json.loads(line) for p in tmp_path.rglob("episodes.jsonl") for line in p.read_text().splitlines()]
     assert len(episodes) == 5 and all(e["status"] == "ok" and e["steps"] == 3 for e in episodes)
+
+
+@pytest.mark.parametrize("robot", ["google_robot", "widowx"])
+def test_chunk_head_converts_to_the_simpler_robot_conventions(robot):
+    import dataclasses
+
+    from bench.core.models.cogact import ChunkPrediction
+    from bench.core.models.processor import OpenVLAProcessor
+    from bench.harness.cogact_policy import ROBOTS, ChunkHead, euler_to_axis_angle
+
+    key = ROBOTS[robot].unnorm_key
+    stats = {key: {"action": {"q01": [-1.0] * 6 + [0.0], "q99": [1.0] * 6 + [1.0], "mask": [True] * 6 + [False]}}}
+    head = ChunkHead(OpenVLAProcessor(dataclasses.replace(tiny(), norm_stats=stats), None), key, robot)
+    head.reset(0)
+    chunk = np.zeros((16, 7))
+    chunk[:, :6] = [0.1, 0.0, -0.1, 0.2, -0.1, 0.3]
+    opens = [1.0, 1.0, 0.0, 0.0]
+    out = []
+    for g in opens:
+        chunk[:, 6] = g
+        out.append(head.action(ChunkPrediction(chunk.copy(), None, None)))
+    np.testing.assert_allclose(out[0][3:6], euler_to_axis_angle(np.array([0.2, -0.1, 0.3])))
+    grip = [o[6] for o in out]
+    if robot == "google_robot":
+        # relative = prev − current open; the ensemble (horizon 2) blends 1 and 0 at step 2 (open ≈ 0.48, so
+        # relative ≈ 0.52 > 0.5 triggers the sticky action), which is then held
+        assert grip[:2] == [0.0, 0.0] and 0.5 < grip[2] < 0.6 and grip[3] == grip[2]
+    else:  # absolute: +1 open, −1 close, after a 7-step ensemble of {0, 1} values
+        assert grip[0] == grip[1] == 1.0 and grip[3] == -1.0
+
+
+def test_euler_to_axis_angle_matches_transforms3d_convention():
+    from bench.harness.cogact_policy import euler_to_axis_angle
+
+    # transforms3d euler2axangle(0, 0, θ) = (z axis, θ); a pure roll is (x axis, roll)
+    np.testing.assert_allclose(euler_to_axis_angle(np.array([0.0, 0.0, 0.4])), [0, 0, 0.4], atol=1e-12)
+    np.testing.assert_allclose(euler_to_axis_angle(np.array([0.3, 0.0, 0.0])), [0.3, 0, 0], atol=1e-12)

@@ -12,6 +12,7 @@ from bench.analysis.stats import wilson_interval
 from bench.core import records as R
 from bench.core.errors import BenchError, reading
 from bench.harness.store import MANIFEST, latest_by_key, read_episodes, read_jsonl, read_manifest
+from envs.simpler_matrix import MATRICES, aggregate
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
@@ -53,7 +54,16 @@ def _summary(manifest: dict, spec: dict, run_dir: Path) -> dict:
         "paper_prefill_GMACs": med(R.PAPER_PREFILL_MACS, "mean") / 1e9,
         "total_GMACs": med(R.MACS_TOTAL, "mean") / 1e9,
         "device": manifest["policy"].get("device"), "dtype": manifest["policy"].get("dtype"),
+        "aggregate_success": _suite_score(spec["suite"], records),
     }
+
+
+def _suite_score(suite: str, records: list[dict]) -> float | None:
+    """SIMPLER's score (mean of variant means, then of the tasks) where the suite defines one; else None."""
+    if suite not in MATRICES:
+        return None
+    results = {(r[R.TASK_ID], r[R.INIT_STATE_INDEX]): bool(r[R.SUCCESS]) for r in records}
+    return aggregate(suite, results)["overall"]
 
 
 def write_summary(paths: list[Path], out: Path, console: Console) -> pd.DataFrame:

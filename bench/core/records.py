@@ -77,13 +77,14 @@ STEP_FIELDS: tuple[Field, ...] = (
 
 # ---- episode fields (``bench.harness.rollout.EpisodeRecord``) ----------------------------------------------------------
 KEY, SUCCESS, STEPS, STATUS, SUMMARY = "key", "success", "steps", "status", "summary"
+TASK_ID, INIT_STATE_INDEX = "task_id", "init_state_index"
 
 EPISODE_FIELDS: tuple[Field, ...] = (
     Field(KEY, "task:init", "episode key: task id and init-state index"),
-    Field("task_id", "id", "task of the suite"),
+    Field(TASK_ID, "id", "task of the suite"),
     Field("task_name", "text", "the task's name"),
-    Field("init_state_index", "index", "official init state"),
-    Field(SUCCESS, "bool", "first done of a policy step"),
+    Field(INIT_STATE_INDEX, "index", "official init state (SIMPLER: the episode of the evaluation matrix)"),
+    Field(SUCCESS, "bool", "first done of a policy step (SIMPLER: the last step's success)"),
     Field(STEPS, "steps", "policy steps taken"),
     Field("first_success_step", "steps", "steps at success, or null"),
     Field(STATUS, "ok|error", "an error ends the episode with its message"),

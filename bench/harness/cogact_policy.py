@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from scipy.spatial.transform import Rotation
 
 from bench.core.errors import BenchError
@@ -60,6 +61,12 @@ def robot_of(suite: str) -> str:
     if "widowx" in suite or "bridge" in suite:
         return "widowx"
     raise BenchError(f"no CogACT robot convention for suite {suite!r}")
+
+
+def resize_naive(frame: np.ndarray, size: int = 224) -> np.ndarray:
+    """Prismatic's ``resize-naive`` image transform on the full-resolution frame (bicubic, no crop, no JPEG), as
+    CogACT's SIMPLER adapter feeds it (✘ the checkpoints' resize strategy is assumed, not read)."""
+    return np.asarray(Image.fromarray(frame).resize((size, size), Image.BICUBIC))
 
 
 def euler_to_axis_angle(rpy: np.ndarray) -> np.ndarray:
@@ -169,4 +176,5 @@ def load_cogact_policy(name: str, checkpoint: str | None, steering: Steering, su
 
     return OpenVLAPolicy(name, path or TINY_CHECKPOINT, steering, unnorm_key, device, dtype, model=model,
                          tokenizer=tokenizer, compiled=compiled, head=head,
-                         model_fingerprint=checkpoint_fingerprint(name, path))
+                         model_fingerprint=checkpoint_fingerprint(name, path),
+                         image_chain=None if robot == "libero" else resize_naive)

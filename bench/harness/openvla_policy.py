@@ -26,7 +26,7 @@ from bench.core.models.steering import Steering
 from bench.core.models.tokenizer import PromptTokenizer
 from bench.core.timing import RegionTimer
 from bench.harness.policy import StepResult
-from envs.libero import upright
+from envs.suite import camera_frame
 
 TINY_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "tiny-openvla"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -70,12 +70,14 @@ class OpenVLAPolicy:
                  device: str = "cpu", dtype: str = "fp32", center_crop: bool = True,
                  model: OpenVLA | None = None, tokenizer: PromptTokenizer | None = None,
                  compiled: bool = False, head: Callable[[OpenVLAProcessor, str], Head] = TokenHead,
-                 model_fingerprint: str | None = None) -> None:
+                 model_fingerprint: str | None = None,
+                 image_chain: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         """Load ``checkpoint`` — or wrap a given ``model`` (random weights, or a CogACT built by its loader).
 
         ``compiled``: run the decode step through ``torch.compile`` (``LlamaExecutor.compiled``).
         ``head``: builds the prediction → action head from the processor and the resolved un-norm key.
         ``model_fingerprint``: the identity of a given ``model`` (default: the OpenVLA checkpoint's, or random).
+        ``image_chain``: upright camera frame → the 224² model image (default: OpenVLA's LIBERO chain).
         """
         self.name = name
         self.checkpoint = Path(checkpoint) if checkpoint else None
@@ -94,6 +96,7 @@ class OpenVLAPolicy:
             self.model.language_model.compile_decode()
             self.model.language_model.compile_prefill()
         self.processor = OpenVLAProcessor(self.model.cfg, self.tokenizer, center_crop)
+        self.image_chain = image_chain or self.processor.image
         stats = self.model.cfg.norm_stats
         key = unnorm_key if unnorm_key in stats else f"{unnorm_key}_no_noops"
         if key not in stats:
@@ -133,7 +136,7 @@ class OpenVLAPolicy:
         timer, meter = RegionTimer(self.device), MacMeter()
         with timer.region("step"):
             with timer.region("preprocess"):
-                image = self.processor.image(upright(obs["agentview_image"]))
+                image = self.image_chain(camera_frame(obs))
                 pixels = self.processor.pixel_values(image, like=self.model.projector.fc1.weight)
             t0 = time.perf_counter()
             self.steering.begin_step(image, self.step_index)

@@ -89,6 +89,10 @@ for _name, _steps in LIBERO_MAX_STEPS.items():
         aliases=("libero_long",) if _name == "libero_10" else (),
     )
 
+for _name, _what in (("simpler_google_vm", "Visual Matching"), ("simpler_google_va", "Variant Aggregation")):
+    SUITES.add(_name, "envs.simpler:SimplerSuite",
+               f"SIMPLER Google robot, {_what} (4 tasks, the reference scripts' matrix; needs simpler_env, not on PyPI)")
+
 POLICIES.add(
     "tiny-openvla",
     "bench.harness.openvla_policy:load_openvla_policy",

@@ -13,7 +13,7 @@ import numpy as np
 from bench.core import records as R
 from bench.core.interrupt import raise_if_interrupted
 from bench.harness.policy import Policy
-from envs.suite import Task
+from envs.suite import Task, camera_frame
 
 
 @dataclass
@@ -53,7 +53,10 @@ def rollout(
     """Run one episode: start at init state ``init_index`` (reset + the suite's settle steps), then at most
     ``max_steps`` policy steps.
 
-    Success is the first ``done`` of a policy step (settle steps ignore ``done``, as in the reference).
+    Success is the first ``done`` of a policy step (settle steps ignore ``done``, as in the reference) — or, for
+    a task with ``final_step_success`` (SIMPLER), the ``done`` of the last step of a run to the time limit
+    (``min(max_steps, task.episode_steps)``). When the task's instruction changes mid-episode (SIMPLER's apple
+    task), the policy is reset with the new one, as the reference adapters do.
     Any exception ends the episode as ``status='error'`` with its message; it is never a silent failure.
     """
     t0, started_at = time.perf_counter(), time.time()
@@ -65,12 +68,15 @@ def rollout(
     loop_time = 0.0
     try:
         obs = task.start(init_index)
-        policy.reset(task.instruction, episode_seed)
+        final_step = getattr(task, "final_step_success", False)
+        limit = min(max_steps, getattr(task, "episode_steps", max_steps))
+        instruction = task.instruction
+        policy.reset(instruction, episode_seed)
         loop_start = time.perf_counter()
-        while steps < max_steps and not done:
+        while steps < limit and (final_step or not done):
             raise_if_interrupted()
             if on_frame is not None:
-                on_frame(obs["agentview_image"])
+                on_frame(camera_frame(obs))
             t = time.perf_counter()
             result = policy.act(obs)
             t1 = time.perf_counter()
@@ -86,6 +92,9 @@ def rollout(
             step_rows.append(row)
             if on_step is not None:
                 on_step(row)
+            if task.instruction != instruction:
+                instruction = task.instruction
+                policy.reset(instruction, episode_seed)
         loop_time = time.perf_counter() - loop_start
     except Exception as exc:
         status, message = "error", f"{type(exc).__name__}: {exc}"

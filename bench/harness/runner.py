@@ -16,7 +16,6 @@ from bench.harness.policy import Policy
 from bench.harness.rollout import rollout
 from bench.harness.spec import RunSpec, episode_key
 from bench.harness.store import RunStore, latest_by_key, materialize_steps, read_episodes
-from envs.libero import upright
 from envs.suite import Suite
 
 
@@ -130,4 +129,4 @@ class _video:
             import imageio.v2 as imageio
 
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            imageio.mimwrite(self.path, [upright(f) for f in self.frames], fps=30, macro_block_size=1)
+            imageio.mimwrite(self.path, self.frames, fps=30, macro_block_size=1)
