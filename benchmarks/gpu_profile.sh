@@ -7,6 +7,7 @@
 #
 #   bash benchmarks/gpu_profile.sh                                   # the GPU check (about 5 minutes on an H100/H200)
 #   POLICY=tiny-openvla DEVICE=cpu DTYPE=fp32 METHODS=baseline bash benchmarks/gpu_profile.sh   # same path on CPU
+#   POLICY=cogact-base bash benchmarks/gpu_profile.sh                # CogACT-Base (DiT-B head) instead of OpenVLA-7B
 #
 # Needs: torch, numpy, pandas, matplotlib, typer, rich, safetensors, tokenizers (pytest for the tests).
 set -euo pipefail

@@ -129,7 +129,7 @@ class SimplerSuite:
         self._tasks = matrix(name)
         steps = max(e.max_steps for _, eps in self._tasks for e in eps)
         self.protocol = EvalProtocol(max_steps=steps, wait_steps=0, wait_action=(0.0,) * 7, env_seed=2022,
-                                     image_size=512, flags={"success": "final_step", "env": "new per episode"})
+                                     image_size=512, flags={"success": "final_step", "env": "new per episode", "cap_episodes": True})
         if check:
             require_simulator()
 

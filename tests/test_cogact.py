@@ -208,7 +208,13 @@ def baseline_episode(frames):
     return cogact_episode("baseline", frames)
 
 
-@pytest.mark.parametrize("method", ["fastv", "sparsevlm", "vla-cache", "lac"])
+def registered_methods() -> list[str]:
+    from bench.harness.registry import METHODS
+
+    return [e.name for e in METHODS.entries() if e.name != "baseline"]
+
+
+@pytest.mark.parametrize("method", registered_methods())
 def test_every_method_steers_the_tiny_cogact_with_seeded_noise(method, frames, baseline_episode):
     first, second = cogact_episode(method, frames), cogact_episode(method, frames)
     for a, b in zip(first, second, strict=True):
@@ -298,3 +304,15 @@ def test_euler_to_axis_angle_matches_transforms3d_convention():
     # transforms3d euler2axangle(0, 0, θ) = (z axis, θ); a pure roll is (x axis, roll)
     np.testing.assert_allclose(euler_to_axis_angle(np.array([0.0, 0.0, 0.4])), [0, 0, 0.4], atol=1e-12)
     np.testing.assert_allclose(euler_to_axis_angle(np.array([0.3, 0.0, 0.0])), [0.3, 0, 0], atol=1e-12)
+
+
+def test_random_weight_cogact_for_latency_work(frames):
+    from bench.harness.cogact_policy import random_weight_policy
+    from methods.baseline import Baseline
+
+    policy = random_weight_policy("tiny-cogact", Baseline(), "libero_object", "cpu", "bf16")
+    assert policy.model.action_model.net.x_embedder.linear.weight.dtype == torch.float32  # the DiT stays fp32
+    assert policy.model.projector.fc1.weight.dtype == torch.bfloat16
+    policy.reset(INSTRUCTION, 0)
+    step = policy.act({"agentview_image": frames[0]})
+    assert step.action.shape == (7,) and policy.describe()["head_weights"] == "random"

@@ -178,3 +178,49 @@ def test_table3_success_is_the_aggregate_not_the_episode_rate():
     cell = cell_for({("cogact-base", "lac", "simpler_google_vm"): run}, "cogact-base", "lac",
                     {"suite": "simpler_google_vm", "metric": "success"})
     assert cell == Cell(0.5, n=864) and cell.text("success") == "50.0 n=864"
+
+
+def test_table3_regenerated_from_simpler_runs(tmp_path):
+    """Fake finished runs of the VM suite (records as the store writes them) → `bench report --paper lac`'s Table 3."""
+    import json
+
+    import pandas as pd
+
+    from bench.analysis.paper_report import write_paper_tables
+
+    suite, rates = "simpler_google_vm", [0.9, 0.8, 0.7, 0.5]
+    tasks = matrix(suite)
+    expected = {}
+    for method, shift in (("baseline", 0.0), ("lac", -0.1)):
+        d = tmp_path / "runs" / suite / "cogact-base" / method / f"h{method}"
+        d.mkdir(parents=True)
+        cap = {str(t): len(eps) for t, (_, eps) in enumerate(tasks)}
+        spec = {"suite": suite, "policy": "cogact-base", "method": method, "tasks": [0, 1, 2, 3],
+                "episodes_per_task": 1000, "protocol": {"episodes_cap": cap}}
+        (d / "manifest.json").write_text(json.dumps({"spec": spec, "run_hash": d.name,
+                                                     "policy": {"device": "cuda", "dtype": "bf16"}}))
+        results = {}
+        with open(d / "episodes.jsonl", "w") as f:
+            for task_id, (_, eps) in enumerate(tasks):
+                for e, ok in rows_with(eps, lambda g, v, env, r=rates[task_id] + shift: r):
+                    i = eps.index(e)
+                    results[(task_id, i)] = ok
+                    summary = {"paper_prefill_macs_mean": 1.8e12, "time_prefill_s_median": 0.05,
+                               "time_step_s_median": 0.2, "macs_total_mean": 2e12}
+                    f.write(json.dumps({"key": f"{task_id}:{i}", "task_id": task_id, "init_state_index": i,
+                                        "success": ok, "status": "ok", "steps": e.max_steps, "summary": summary}) + "\n")
+        expected[method] = aggregate(suite, results)["overall"]
+    write_paper_tables("lac", [tmp_path / "runs"], tmp_path / "out", None, None)
+    t3 = pd.read_csv(tmp_path / "out" / "lac_table3.csv")
+    assert t3.loc[t3.method == "CogACT", "VM success (ours)"].item() == f"{100 * expected['baseline']:.1f} n=864"
+    assert t3.loc[t3.method == "LAC", "VM success (ours)"].item() == f"{100 * expected['lac']:.1f} n=864"
+    assert t3.loc[t3.method == "VLA-Cache", "VM success (ours)"].item() == "—"
+
+
+def test_episodes_per_task_is_capped_by_each_tasks_matrix():
+    from bench.harness.spec import planned_keys
+
+    spec = {"tasks": [0, 3], "episodes_per_task": 200, "protocol": {"episodes_cap": {"0": 300, "3": 108}}}
+    keys = planned_keys(spec)
+    assert len(keys) == 200 + 108 and (3, 107) in keys and (3, 108) not in keys
+    assert planned_keys({"tasks": [1], "episodes_per_task": 2}) == [(1, 0), (1, 1)]  # LIBERO: no cap

@@ -11,6 +11,7 @@ from rich.table import Table
 from bench.analysis.stats import wilson_interval
 from bench.core import records as R
 from bench.core.errors import BenchError, reading
+from bench.harness.spec import episode_key, planned_keys
 from bench.harness.store import MANIFEST, latest_by_key, read_episodes, read_jsonl, read_manifest
 from envs.simpler_matrix import MATRICES, aggregate
 
@@ -33,7 +34,7 @@ def summarize_run(run_dir: Path) -> dict:
 
 
 def _summary(manifest: dict, spec: dict, run_dir: Path) -> dict:
-    planned = {f"{t}:{i}" for t in spec["tasks"] for i in range(spec["episodes_per_task"])}
+    planned = {episode_key(t, i) for t, i in planned_keys(spec)}
     records = [r for k, r in latest_by_key(read_episodes(run_dir)).items() if k in planned]
     ok = [r for r in records if r[R.STATUS] == "ok"]
     n, wins = len(records), sum(r[R.SUCCESS] for r in records)

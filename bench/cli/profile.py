@@ -61,6 +61,10 @@ def build_policy(name: str, method: str, checkpoint: str | None, random_weights:
     from bench.harness.registry import build_method
 
     steering, _ = build_method(method, {})
+    if random_weights and (name.startswith("cogact-") or name == "tiny-cogact"):
+        from bench.harness import cogact_policy
+
+        return cogact_policy.random_weight_policy(name, steering, suite, device, dtype, compiled)
     if random_weights:
         return random_weight_policy("tiny" if name == "tiny-openvla" else name, steering, suite, device, dtype,
                                     compiled)

@@ -76,12 +76,14 @@ def run_command(*, method: str, suite: str, tasks: list[int] | None, episodes_pe
         raise BenchError(f"--executor takes local or ray; got {executor!r}")
     the_suite = SUITES.load(suite_entry.name)(suite_entry.name)
     run_tasks = resolve_tasks(the_suite, tasks)
-    validate_episodes(the_suite, run_tasks, episodes_per_task)
+    protocol = the_suite.protocol
+    cap = ({str(t): the_suite.n_init_states(t) for t in run_tasks} if protocol.flags.get("cap_episodes") else {})
+    if not cap:
+        validate_episodes(the_suite, run_tasks, episodes_per_task)
     device = ("cuda" if gpus_per_worker > 0 else "cpu") if executor == "ray" else resolve_device(device)
     ckpt, policy_fingerprint = policy_identity(policy_entry.name, checkpoint)
     recipe = PolicyRecipe(policy_entry.name, str(ckpt) if ckpt else None, method_entry.name, params, suite_entry.name, device, dtype,
                           compiled)
-    protocol = the_suite.protocol
     spec = RunSpec(
         suite=suite_entry.name,
         tasks=tuple(run_tasks),
@@ -93,7 +95,8 @@ def run_command(*, method: str, suite: str, tasks: list[int] | None, episodes_pe
         method_params=method_params,
         protocol={**dataclasses.asdict(protocol), "max_steps_override": max_steps is not None,
                   "device": device, "dtype": dtype,
-                  **({"compile": "decode+prefill"} if compiled else {})},  # absent when eager: old runs keep their hash
+                  **({"compile": "decode+prefill"} if compiled else {}),  # absent when eager: old runs keep their hash
+                  **({"episodes_cap": cap} if cap else {})},
         seed=seed,
     )
     from bench.harness.manifest import environment

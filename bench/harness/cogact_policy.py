@@ -178,3 +178,32 @@ def load_cogact_policy(name: str, checkpoint: str | None, steering: Steering, su
                          tokenizer=tokenizer, compiled=compiled, head=head,
                          model_fingerprint=checkpoint_fingerprint(name, path),
                          image_chain=None if robot == "libero" else resize_naive)
+
+
+def random_weight_policy(preset_name: str, steering: Steering, suite: str, device: str, dtype: str,
+                         compiled: bool = False) -> OpenVLAPolicy:
+    """A CogACT preset with random weights built on ``device`` (the VLM in ``dtype``, the DiT in fp32, as the
+    reference's bf16 mode): latency work without a checkpoint, e.g. ``bench profile --policy cogact-base
+    --random-weights``."""
+    from bench.core.models.presets import cogact_preset, identity_norm_stats
+    from bench.core.models.tokenizer import build_word_tokenizer
+
+    vlm, head = cogact_preset(preset_name)
+    vlm = dataclasses.replace(vlm, norm_stats=vlm.norm_stats or identity_norm_stats())
+    default = torch.get_default_dtype()
+    torch.manual_seed(0)
+    try:
+        torch.set_default_dtype(DTYPES[dtype])
+        with torch.device(device):
+            model = CogACT(vlm, head)
+    finally:
+        torch.set_default_dtype(default)
+    model.action_model.float()
+    tokenizer = build_word_tokenizer([], vlm.n_text_vocab, vlm.n_action_bins)
+    robot = robot_of(suite)
+
+    def head_of(processor: OpenVLAProcessor, key: str) -> ChunkHead:
+        return ChunkHead(processor, key, robot, "seeded", "random")
+
+    return OpenVLAPolicy(f"{preset_name} (random weights)", None, steering, suite, device, dtype, model=model.eval(),
+                         tokenizer=tokenizer, compiled=compiled, head=head_of)

@@ -35,7 +35,16 @@ class RunSpec:
 
     def episode_keys(self) -> list[tuple[int, int]]:
         """(task_id, init_state_index) pairs in reference order: episode i uses init state i."""
-        return [(t, i) for t in self.tasks for i in range(self.episodes_per_task)]
+        return planned_keys(self.to_dict())
+
+
+def planned_keys(spec: dict[str, Any]) -> list[tuple[int, int]]:
+    """A spec's planned episodes: ``episodes_per_task`` per task, capped per task where the protocol records
+    ``episodes_cap`` (SIMPLER: tasks have matrices of 108–825 episodes; ``--episodes-per-task`` takes each
+    task's first N)."""
+    n = spec["episodes_per_task"]
+    cap = spec.get("protocol", {}).get("episodes_cap", {})
+    return [(t, i) for t in spec["tasks"] for i in range(min(n, cap.get(str(t), n)))]
 
 
 def episode_key(task_id: int, init_index: int) -> str:
