@@ -23,7 +23,7 @@ class EvalProtocol:
 def camera_frame(obs: dict[str, np.ndarray]) -> np.ndarray:
     """The policy camera's frame, upright: SIMPLER's ``image`` as it is, LIBERO's ``agentview_image`` turned 180°
     (LIBERO renders upside down)."""
-    return obs["image"] if "image" in obs else obs["agentview_image"][::-1, ::-1]
+    return obs["image"] if "image" in obs else np.ascontiguousarray(obs["agentview_image"][::-1, ::-1])
 
 
 class Task(Protocol):
