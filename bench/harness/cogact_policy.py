@@ -32,7 +32,7 @@ from bench.core.models.presets import COGACT_PRESETS, tiny_dit
 from bench.core.models.processor import OpenVLAProcessor, gripper_to_env
 from bench.core.models.steering import Steering
 from bench.core.timing import RegionTimer
-from bench.harness.openvla_policy import DTYPES, TINY_CHECKPOINT, OpenVLAPolicy
+from bench.harness.openvla_policy import DTYPES, TINY_CHECKPOINT, OpenVLAPolicy, build_random
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,14 +190,7 @@ def random_weight_policy(preset_name: str, steering: Steering, suite: str, devic
 
     vlm, head = cogact_preset(preset_name)
     vlm = dataclasses.replace(vlm, norm_stats=vlm.norm_stats or identity_norm_stats())
-    default = torch.get_default_dtype()
-    torch.manual_seed(0)
-    try:
-        torch.set_default_dtype(DTYPES[dtype])
-        with torch.device(device):
-            model = CogACT(vlm, head)
-    finally:
-        torch.set_default_dtype(default)
+    model = build_random(lambda: CogACT(vlm, head), device, dtype)
     model.action_model.float()
     tokenizer = build_word_tokenizer([], vlm.n_text_vocab, vlm.n_action_bins)
     robot = robot_of(suite)
@@ -205,5 +198,5 @@ def random_weight_policy(preset_name: str, steering: Steering, suite: str, devic
     def head_of(processor: OpenVLAProcessor, key: str) -> ChunkHead:
         return ChunkHead(processor, key, robot, "seeded", "random")
 
-    return OpenVLAPolicy(f"{preset_name} (random weights)", None, steering, suite, device, dtype, model=model.eval(),
+    return OpenVLAPolicy(f"{preset_name} (random weights)", None, steering, suite, device, dtype, model=model,
                          tokenizer=tokenizer, compiled=compiled, head=head_of)

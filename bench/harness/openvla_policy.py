@@ -172,6 +172,18 @@ def checkpoint_fingerprint(name: str, path: Path | None) -> str:
     return fingerprint(path)
 
 
+def build_random(factory: Callable[[], torch.nn.Module], device: str, dtype: str) -> torch.nn.Module:
+    """``factory()`` with seed-0 random weights, built directly on ``device`` in ``dtype`` (no fp32 detour)."""
+    default = torch.get_default_dtype()
+    torch.manual_seed(0)
+    try:
+        torch.set_default_dtype(DTYPES[dtype])
+        with torch.device(device):
+            return factory().eval()
+    finally:
+        torch.set_default_dtype(default)
+
+
 def random_weight_policy(preset_name: str, steering: Steering, suite: str, device: str, dtype: str,
                          compiled: bool = False) -> OpenVLAPolicy:
     """A preset with random weights, built directly on ``device`` in ``dtype`` (latency work without a checkpoint)."""
@@ -182,14 +194,7 @@ def random_weight_policy(preset_name: str, steering: Steering, suite: str, devic
 
     cfg = preset(preset_name)
     cfg = dataclasses.replace(cfg, norm_stats=cfg.norm_stats or identity_norm_stats())
-    default = torch.get_default_dtype()
-    torch.manual_seed(0)
-    try:
-        torch.set_default_dtype(DTYPES[dtype])
-        with torch.device(device):
-            model = OpenVLA(cfg).eval()
-    finally:
-        torch.set_default_dtype(default)
+    model = build_random(lambda: OpenVLA(cfg), device, dtype)
     tokenizer = build_word_tokenizer([], cfg.n_text_vocab, cfg.n_action_bins)
     if cfg.empty_token_id >= cfg.n_text_vocab - cfg.n_action_bins:
         raise BenchError(f"preset {preset_name!r}: empty token id collides with action tokens")

@@ -132,10 +132,14 @@ def save_openvla(model: OpenVLA, tokenizer: PromptTokenizer, path: Path | str) -
 def fingerprint(path: Path | str) -> str:
     """Identity of a checkpoint for run hashes: config, tokenizer and each weight file's size and ends."""
     path = Path(path)
-    weight_files = checkpoint_files(path)
+    return files_fingerprint([path / "config.json", path / "tokenizer.json"], checkpoint_files(path))
+
+
+def files_fingerprint(small_files: list[Path], weight_files: list[Path]) -> str:
+    """Small files hashed whole; each weight file by name, size and its first and last MiB (fast on 15 GB)."""
     h = hashlib.sha256()
-    for name in ("config.json", "tokenizer.json"):
-        h.update((path / name).read_bytes())
+    for file in small_files:
+        h.update(file.read_bytes())
     for file in weight_files:
         size = file.stat().st_size
         h.update(f"{file.name}:{size}".encode())

@@ -107,11 +107,7 @@ class CogACT(OpenVLA):
     ) -> ChunkPrediction:
         """Timed regions: ``vision``, ``prefill`` (the paper's latency region) and ``action_head`` (DiT × steps)."""
         timer = timer or RegionTimer(pixel_values.device)
-        with timer.region("vision"):
-            ids = torch.tensor([self.with_empty_token(input_ids)], device=pixel_values.device)
-            embeds = self.prefill_embeddings(pixel_values, ids, meter)
-        with timer.region("prefill"):
-            cognition, state = self.language_model.prefill(embeds, cache, steering, meter)
+        cognition, state, _ = self.prefill_step(pixel_values, input_ids, cache, steering, meter, timer)
         with timer.region("action_head"):
             dit = self.head.dit
             if noise is None:  # the reference: unseeded torch.randn from the global generator

@@ -12,7 +12,6 @@ shapes in ``config.json["vla_accel_bench"]``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import torch
 
 from bench.core.errors import BenchError, reading
+from bench.core.models.checkpoint import files_fingerprint
 from bench.core.models.cogact import CogACT, CogACTHead
 from bench.core.models.config import OpenVLAConfig
 from bench.core.models.dit import DIT_SIZES, DiTConfig
@@ -137,14 +137,5 @@ def load_cogact(path: Path | str, dtype: torch.dtype = torch.float32, device: st
 def cogact_fingerprint(path: Path | str) -> str:
     """Identity of a run directory for run hashes: its JSON files, tokenizer, and the .pt's size and ends."""
     path = Path(path)
-    h = hashlib.sha256()
-    for name in ("config.json", "dataset_statistics.json", "tokenizer.json"):
-        h.update((path / name).read_bytes())
-    for file in sorted((path / "checkpoints").glob("*.pt")):
-        size = file.stat().st_size
-        h.update(f"{file.name}:{size}".encode())
-        with open(file, "rb") as f:
-            h.update(f.read(1 << 20))
-            f.seek(max(0, size - (1 << 20)))
-            h.update(f.read(1 << 20))
-    return h.hexdigest()[:16]
+    small = [path / n for n in ("config.json", "dataset_statistics.json", "tokenizer.json")]
+    return files_fingerprint(small, sorted((path / "checkpoints").glob("*.pt")))

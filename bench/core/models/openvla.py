@@ -84,6 +84,18 @@ class OpenVLA(nn.Module):
     def new_cache(self, n_prefill: int, steering: Steering | None = None) -> KVCache:
         return self.language_model.new_cache(self.cache_capacity(n_prefill, steering))
 
+    def prefill_step(self, pixel_values: torch.Tensor, input_ids: list[int], cache: KVCache,
+                     steering: Steering | None, meter: MacMeter | None,
+                     timer: RegionTimer) -> tuple[torch.Tensor, PrefillState, int]:
+        """The ``vision`` region (backbone, projector, embeddings) and the ``prefill`` region (the decoder-layer
+        loop under the method's plan): the last position's final-norm hidden state, the plan, the length."""
+        with timer.region("vision"):
+            ids = torch.tensor([self.with_empty_token(input_ids)], device=pixel_values.device)
+            embeds = self.prefill_embeddings(pixel_values, ids, meter)
+        with timer.region("prefill"):
+            hidden, state = self.language_model.prefill(embeds, cache, steering, meter)
+        return hidden, state, embeds.shape[1]
+
     @torch.inference_mode()
     def predict_action(
         self,
@@ -101,12 +113,7 @@ class OpenVLA(nn.Module):
         """
         timer = timer or RegionTimer(pixel_values.device)
         lm = self.language_model
-        with timer.region("vision"):
-            ids = torch.tensor([self.with_empty_token(input_ids)], device=pixel_values.device)
-            embeds = self.prefill_embeddings(pixel_values, ids, meter)
-        with timer.region("prefill"):
-            hidden, state = lm.prefill(embeds, cache, steering, meter)
-        n = embeds.shape[1]
+        hidden, state, n = self.prefill_step(pixel_values, input_ids, cache, steering, meter, timer)
         first_decode_slot = n + (steering.extra_slots if steering else 0)
         prefill_live = list(cache.n_live)
         with timer.region("decode"):

@@ -26,6 +26,8 @@ class LayerScale(nn.Module):
 
 
 class Attention(nn.Module):
+    """timm ``Attention``: fused qkv with bias, SDPA over all positions (no mask), output projection."""
+
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
         self.heads = heads
@@ -39,13 +41,16 @@ class Attention(nn.Module):
 
 
 class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
+    """timm ``Mlp``: fc1, GELU (exact, or ``gelu="tanh"`` as DiT's), fc2."""
+
+    def __init__(self, dim: int, hidden: int, gelu: str = "none") -> None:
         super().__init__()
+        self.gelu = gelu
         self.fc1 = nn.Linear(dim, hidden)
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
+        return self.fc2(F.gelu(self.fc1(x), approximate=self.gelu))
 
 
 class Block(nn.Module):
