@@ -55,7 +55,8 @@ STEP_FIELDS: tuple[Field, ...] = (
     Field(ENV_S, "s", "wall time of the env step"),
     Field(ACTION, "env units", "the env action, rounded to 1e-6"),
     Field(time_field("<region>"), "s", "time in a region of the policy step: step (all of it), preprocess, vision, "
-          "prefill (the decoder-layer loop: the paper's latency region), decode; CUDA events on a GPU"),
+          "prefill (the decoder-layer loop: the paper's latency region), decode (OpenVLA) or action_head (CogACT: "
+          "DiT × DDIM steps), postprocess (tokens or chunk → env action, CogACT's ensemble); CUDA events on a GPU"),
     Field(TIME_METHOD_BEGIN_S, "s", "host time of the method's begin_step (selectors, flow, static patches)"),
     Field(TIME_METHOD_HOOKS_S, "s", "host time in the method's per-layer hooks during the prefill"),
     Field(TIME_METHOD_OVERHEAD_S, "s", "begin + hooks: what the method itself costs"),

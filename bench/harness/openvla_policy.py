@@ -142,7 +142,8 @@ class OpenVLAPolicy:
             self.steering.begin_step(image, self.step_index)
             method_s = time.perf_counter() - t0
             prediction = self.head.predict(self.model, pixels, self.input_ids, self.cache, self.steering, meter, timer)
-            action = self.head.action(prediction)
+            with timer.region("postprocess"):  # tokens or chunk → env action (CogACT: + ensemble, gripper)
+                action = self.head.action(prediction)
         self.step_index += 1
         for region, macs in self.steering.step_macs().items():
             meter.add(region, macs)
