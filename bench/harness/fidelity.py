@@ -38,6 +38,9 @@ def replay(policy: Any, frames: np.ndarray, instruction: str) -> dict[str, list]
     tokens, actions = [], []
     for frame in frames:
         step = policy.act({"agentview_image": frame})
+        if step.tokens is None:
+            raise BenchError(f"the fidelity gate compares greedy action tokens; {policy.name} predicts an action "
+                             "chunk (CogACT): its equivalence lives in tests/test_cogact.py")
         tokens.append([int(t) for t in step.tokens])
         actions.append([float(a) for a in step.action])
     return {"tokens": tokens, "actions": actions}
