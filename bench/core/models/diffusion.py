@@ -51,6 +51,14 @@ class DDIMSampler:
         self.sqrt_recip = f32(np.sqrt(1.0 / alphas_cumprod))
         self.sqrt_recipm1 = f32(np.sqrt(1.0 / alphas_cumprod - 1))
         self.alpha_bar_prev = f32(prev)
+        self._on_device: dict[torch.device, tuple[torch.Tensor, ...]] = {}
+
+    def coefficients(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The three coefficient tables on ``device``, copied there once (not 3 copies per DDIM step)."""
+        if device not in self._on_device:
+            self._on_device[device] = tuple(t.to(device) for t in (self.sqrt_recip, self.sqrt_recipm1,
+                                                                    self.alpha_bar_prev))
+        return self._on_device[device]
 
     @property
     def steps(self) -> int:
@@ -58,11 +66,9 @@ class DDIMSampler:
 
     def step(self, x: torch.Tensor, i: int, eps: torch.Tensor) -> torch.Tensor:
         """x_{t_i} → x_{t_{i-1}} with η = 0 (ε re-derived from x̂₀, as the reference does)."""
-        dev = x.device
-        recip, recipm1 = self.sqrt_recip[i].to(dev), self.sqrt_recipm1[i].to(dev)
+        recip, recipm1, prev = (t[i] for t in self.coefficients(x.device))
         x0 = recip * x - recipm1 * eps
         eps = (recip * x - x0) / recipm1
-        prev = self.alpha_bar_prev[i].to(dev)
         return x0 * torch.sqrt(prev) + torch.sqrt(1 - prev) * eps
 
     def sample(self, eps_fn: EpsFn, noise: torch.Tensor, draw_unused_noise: bool = False) -> torch.Tensor:
