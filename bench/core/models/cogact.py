@@ -59,6 +59,8 @@ class ActionModel(nn.Module):
 class CogACT(OpenVLA):
     """The VLM parts keep OpenVLA's names and config (``cfg`` is the VLM's); ``head`` configures the action model."""
 
+    decode_slots = 0  # one prefill per step, no decode
+
     def __init__(self, cfg: OpenVLAConfig, head: CogACTHead) -> None:
         super().__init__(cfg)
         self.head = head
@@ -67,11 +69,6 @@ class CogACT(OpenVLA):
     def with_empty_token(self, input_ids: list[int]) -> list[int]:
         """The reference appends ``[empty, cognition]`` unconditionally."""
         return [*input_ids, self.cfg.empty_token_id, self.head.cognition_token_id]
-
-    def cache_capacity(self, n_prefill: int, steering: Steering | None = None) -> int:
-        """One prefill per step, no decode: the prefill, a method's extra rows, the compiled prefill's scratch slot."""
-        extra = steering.extra_slots if steering else 0
-        return n_prefill + extra + self.language_model.scratch_slots
 
     def sample_chunk(self, cognition: torch.Tensor, noise: torch.Tensor, meter: MacMeter | None = None,
                      draw_unused_noise: bool = False) -> torch.Tensor:

@@ -59,6 +59,8 @@ class ActionPrediction:
 
 
 class OpenVLA(nn.Module):
+    decode_slots = ACTION_DIM  # cache slots a step's autoregressive decode writes (CogACT: none)
+
     def __init__(self, cfg: OpenVLAConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -79,7 +81,7 @@ class OpenVLA(nn.Module):
         """Slots an episode needs: the prefill, a method's extra rows (SparseVLM's merged tokens), 7 decodes, and
         the compiled prefill's scratch slot for padding rows."""
         extra = steering.extra_slots if steering else 0
-        return n_prefill + extra + ACTION_DIM + self.language_model.scratch_slots
+        return n_prefill + extra + self.decode_slots + self.language_model.scratch_slots
 
     def new_cache(self, n_prefill: int, steering: Steering | None = None) -> KVCache:
         return self.language_model.new_cache(self.cache_capacity(n_prefill, steering))
