@@ -73,9 +73,12 @@ def flops(
     text_tokens: Annotated[int, typer.Option(min=1, help="prompt tokens after BOS (OpenVLA: n = 1 + 256 + this; CogACT: + 2)")] = 28,
 ) -> None:
     """MACs/FLOPs breakdown of one baseline policy step (meta device: no weights needed)."""
+    from bench.core.errors import unknown_name
     from bench.core.models.accounting import cogact_step_macs, policy_step_macs
-    from bench.core.models.presets import COGACT_PRESETS
+    from bench.core.models.presets import COGACT_PRESETS, PRESETS
 
+    if policy not in {*PRESETS, *COGACT_PRESETS, "tiny-openvla"}:
+        raise unknown_name("model preset", policy, [*PRESETS, *COGACT_PRESETS])
     if policy in COGACT_PRESETS:
         meter, n = cogact_step_macs(policy, text_tokens), 1 + 256 + text_tokens + 2
         what = "1 prefill (prompt + empty + cognition token) + DiT × 10 DDIM steps × CFG batch 2"
