@@ -35,6 +35,7 @@ class Demo:
     actions: np.ndarray  # [T, 7]
     agentview: np.ndarray  # [T, H, W, 3] uint8, OpenGL orientation
     name: str
+    seed: int | None = None  # the placement seed of our generated demos (absent in the official datasets)
 
 
 def open_task_file(path: Path, instruction: str, env_args: dict, bddl_file: str) -> h5py.File:
@@ -94,7 +95,8 @@ def load_demos(path: str | Path) -> Iterator[Demo]:
             instruction = " ".join(instruction)
         for name in sorted(f["data"], key=lambda s: int(s.split("_")[-1])):
             g = f["data"][name]
-            yield Demo(instruction.strip(), g["actions"][()], g["obs/agentview_rgb"][()], f"{Path(path).stem}/{name}")
+            seed = int(g.attrs["seed"]) if "seed" in g.attrs else None
+            yield Demo(instruction.strip(), g["actions"][()], g["obs/agentview_rgb"][()], f"{Path(path).stem}/{name}", seed)
 
 
 def demo_files(root: str | Path) -> list[Path]:

@@ -54,6 +54,13 @@ def test_generated_demo_has_the_libero_layout_and_resumes(tmp_path):
     # rerun: the demo is already there, nothing new is written
     assert generate("libero_object", [1], 1, tmp_path, progress=lambda m: None) == {1: (1, 0)}
     assert task_file(tmp_path, "libero_object", path.name.removesuffix("_demo.hdf5")) == path
+    # a pack records each demo's seed; a machine holding only the pack continues it instead of remaking it
+    from bench.harness.train.demo_frames import read_hdf5_demos
+
+    assert read_hdf5_demos(tmp_path, log=lambda m: None).demos[0]["seed"] == 100_000
+    packed = frozenset({100_000, 100_001, 5})  # seed 5 is task 0's: it does not count for task 1
+    assert generate("libero_object", [1], 2, tmp_path / "new", packed=packed, progress=lambda m: None) == {1: (2, 0)}
+    assert all(not list(load_demos(f)) for f in (tmp_path / "new").rglob("*.hdf5"))
 
 
 def test_demos_cli_rejects_a_non_libero_suite():

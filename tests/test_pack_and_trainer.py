@@ -221,3 +221,12 @@ def test_device_script_runs_without_libero(pack, tmp_path):
     load_openvla(tmp_path / "out")
     r = subprocess.run(["bash", "scripts/train_on_device.sh", str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True)
     assert r.returncode == 2 and "is not a pack" in r.stderr
+
+
+def test_packed_seeds_are_read_per_suite(tmp_path):
+    from bench.harness.train.pack import packed_seeds
+
+    demos = [{"suite": "libero_object", "seed": 3}, {"suite": "libero_object", "seed": 100_004},
+             {"suite": "libero_spatial", "seed": 7}, {"suite": "libero_object", "source": "official/demo_0"}]
+    (tmp_path / "pack.json").write_text(json.dumps({"demos": demos}))
+    assert packed_seeds(tmp_path, "libero_object") == {3, 100_004} and packed_seeds(tmp_path, "libero_goal") == set()

@@ -58,15 +58,23 @@ def generate_command(
     out: Annotated[Path, typer.Option(help="root folder; files go to <out>/<suite>/<task>_demo.hdf5")] = Path("results/demos"),
     noise: Annotated[float, typer.Option(min=0, help="σ of the executed-action perturbation (recorded actions are clean)")] = 0.05,
     wrist: Annotated[bool, typer.Option(help="also render obs/eye_in_hand_rgb (about 2× slower)")] = False,
+    packed: Annotated[list[Path] | None, typer.Option(help="a committed pack whose demos count towards --per-task "
+                                                           "and are not made again (repeatable)")] = None,
 ) -> None:
     """Write successful expert demos from fresh placements (never the official init states); resumable."""
     from bench.harness.demos.generate import generate
+    from bench.harness.train.pack import is_pack, packed_seeds
 
-    counts = generate(_suite(suite), parse_tasks(tasks), per_task, out, noise=noise, wrist=wrist,
+    for p in packed or []:
+        if not is_pack(p):
+            raise BenchError(f"--packed {p}: not a pack (no pack.json); packs are written by `bench demos pack`")
+    seeds = frozenset().union(*(packed_seeds(p, _suite(suite)) for p in packed or []))
+    counts = generate(_suite(suite), parse_tasks(tasks), per_task, out, noise=noise, wrist=wrist, packed=seeds,
                       progress=lambda m: console.print(m, highlight=False))
     kept = sum(n for n, _ in counts.values())
     failed = sum(f for _, f in counts.values())
-    console.print(f"kept {kept} successful demos ({failed} failed attempts discarded) under {out / _suite(suite)}")
+    console.print(f"{kept} successful demos ({len(seeds)} of them in packs; {failed} failed attempts discarded) "
+                  f"under {out / _suite(suite)}")
 
 
 @demos_app.command("pack")

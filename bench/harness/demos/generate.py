@@ -2,7 +2,8 @@
 
 Demos start from fresh placements sampled from the task's BDDL regions (seed = task_id·100000 + k), never
 from the 50 official init states used for evaluation. Resume: seeds already written (or recorded as failed)
-are skipped, so a rerun continues where a crash or Ctrl-C stopped.
+are skipped, so a rerun continues where a crash or Ctrl-C stopped; seeds already in a committed pack
+(``--packed``) are skipped and counted, so a new machine continues a pack instead of remaking it.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ def task_file(out: Path, suite: str, task_name: str) -> Path:
 
 
 def generate(suite: str, tasks: list[int] | None, per_task: int, out: Path, noise: float = 0.05,
-             wrist: bool = False, max_attempts: int | None = None,
+             wrist: bool = False, max_attempts: int | None = None, packed: frozenset[int] = frozenset(),
              progress: Callable[[str], None] = print) -> dict[int, tuple[int, int]]:
-    """Write ``per_task`` successful demos per task; returns {task_id: (demos in file, failed attempts)}."""
+    """Write successful demos until each task has ``per_task``, counting those in the files and the ``packed``
+    seeds (demos already in a committed pack, made on an earlier machine); returns {task_id: (demos, failed)}."""
     libero = LiberoSuite(suite)
     cameras = (CAMERA, WRIST_CAMERA) if wrist else (CAMERA,)
     counts = {}
@@ -37,7 +39,7 @@ def generate(suite: str, tasks: list[int] | None, per_task: int, out: Path, nois
                     "camera_size": task.protocol.image_size, "control_freq": 20, "controller": "OSC_POSE",
                     "suite": suite, "task_id": task_id}
         with open_task_file(path, task.instruction, env_args, task.bddl_file) as f:
-            done = recorded_seeds(f)
+            done = recorded_seeds(f) | {s for s in packed if s // 100_000 == task_id}
             failed = set(json.loads(f["data"].attrs.get("failed_seeds", "[]")))
         k = 0
         while len(done) < per_task and (max_attempts is None or k < max_attempts):
