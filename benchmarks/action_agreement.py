@@ -23,7 +23,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trace", type=Path)
     ap.add_argument("--record", type=int, default=30)
-    ap.add_argument("--methods", default="baseline,fastv,sparsevlm,vla-cache,lac,lac-selector-only,lac-no-recovery,"
+    ap.add_argument("--methods", default="baseline,fastv,sparsevlm,vla-cache,lac,lac-selector-only,lac-no-recovery,lac-no-ratio-fit,"
                                          "lac-no-stage1,lac-language")
     ap.add_argument("--lac-weights", help="a .safetensors of LAC modules (bench train lac) instead of the shipped ones")
     args = ap.parse_args()

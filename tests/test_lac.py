@@ -181,6 +181,8 @@ def test_demo_mode_targets_are_the_demo_actions(tmp_path):
     final = train_lac(policy, cfg, tmp_path / "run", log=lambda m: None)
     data = np.load(tmp_path / "run" / "demos.npz")
     assert data["frames"].shape == (1, 4, 224, 224, 3) and final.exists()
+    assert (tmp_path / "run" / "lac_stage2.safetensors").exists()  # the paper's two stages, before the ratio fit
+    assert np.load(tmp_path / "run" / "ratio_table.npy").shape == (3, len(CANDIDATE_RATIOS))  # 3 pairs × candidates
     assert data["saliency"].min() >= 0.0 and data["saliency"].max() <= 1.0
     actions = next(load_demos(tmp_path / "demos" / "t_demo.hdf5")).actions.astype(np.float64)
     actions[:, 6] = env_to_model_gripper(actions[:, 6])
@@ -188,3 +190,22 @@ def test_demo_mode_targets_are_the_demo_actions(tmp_path):
     tokens = action_tokens(normalize_actions(actions, stats), policy.model.cfg.n_text_vocab)
     windows = [tokens[s: s + 4].tolist() for s in range(3)]
     assert data["tokens"][0].tolist() in windows
+
+
+def test_ratio_fit_learns_each_pair_s_best_candidate_and_leaves_the_selector_alone():
+    """Targets are each pair's optimum of CE_j − λ r_j: flat CE → the largest ratio, steep CE → the smallest."""
+    from methods.lac.train import LACTrainConfig, fit_ratio
+
+    torch.manual_seed(0)
+    net = LACNet()
+    still, moving = torch.rand(6, 5, 224, 224), torch.rand(6, 5, 224, 224)
+    still[:, 3:] = 0  # no flow
+    x = torch.cat([still, moving]).half()
+    ce = torch.cat([torch.full((6, 5), 0.5), torch.tensor([[0.5, 0.9, 1.2, 1.6, 2.5]] * 6)])
+    selector = {k: v.clone() for k, v in net.state_dict().items() if not k.startswith("predictor")}
+    history = fit_ratio(net, x, ce, LACTrainConfig(ratio_fit_steps=200, lam=0.2))
+    _, logits = net(x.float())
+    picks = [CANDIDATE_RATIOS[j] for j in logits.argmax(-1).tolist()]
+    assert picks == [0.8] * 6 + [0.2] * 6
+    assert history[-1]["agree_oracle"] == 1.0 and history[-1]["cost_of_pick"] == pytest.approx(history[-1]["oracle_cost"])
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in selector.items())

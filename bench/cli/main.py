@@ -204,10 +204,12 @@ def train_lac_command(
     data: Annotated[list[str] | None, typer.Option(help="demo mode: LIBERO-layout demo file or folder (repeatable); "
                                                         "targets are the demos' actions instead of the policy's")] = None,
     demos: Annotated[int, typer.Option(min=1, help="demo mode: demos to take a window of --steps-per-rollout frames from")] = 8,
+    ratio_fit_steps: Annotated[int, typer.Option(min=0, help="predictor fit to each pair's best candidate ratio under "
+                                                            "the Stage II loss (0: the paper's two stages only)")] = 300,
     out: Annotated[Path, typer.Option(help="output folder (checkpoints, curves, lac.safetensors)")] = Path("results/train/lac"),
     device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
 ) -> None:
-    """Stage I (attention alignment) then Stage II (end to end, soft-mix KV); resumable; writes loss curves."""
+    """Stage I (attention alignment), Stage II (end to end, soft-mix KV), then the ratio fit; resumable."""
     from bench.cli.run import resolve_tasks
     from bench.harness.spec import resolve_device
     from methods.lac.train import LACTrainConfig, train_lac
@@ -227,7 +229,7 @@ def train_lac_command(
     cfg = LACTrainConfig(suite=suite_name, tasks=task_ids, teacher_rollouts=teacher_rollouts,
                          steps_per_rollout=steps_per_rollout, stage1_steps=stage1_steps, stage2_steps=stage2_steps,
                          lam=lam, tau=tau, tau_s=tau_s, motion=motion, stage1=stage1_steps > 0,
-                         teacher_data=teacher_data, data=data or [], demos=demos)
+                         teacher_data=teacher_data, data=data or [], demos=demos, ratio_fit_steps=ratio_fit_steps)
     final = train_lac(the_policy, cfg, out, log=lambda m: console.print(m, highlight=False))
     console.print(f"wrote {final}, {out / 'loss_curves.png'}, {out / 'train_config.json'}")
 

@@ -78,6 +78,8 @@ METHODS.add("lac-selector-only", "methods.lac.method:LAC", "LAC ablation: select
 METHODS.add("lac-no-recovery", "methods.lac.method:LAC", "LAC ablation: no stochastic recovery", p_recover=0.0)
 METHODS.add("lac-no-stage1", "methods.lac.method:LAC", "LAC ablation: modules trained by Stage II only",
             weights="no-stage1")
+METHODS.add("lac-no-ratio-fit", "methods.lac.method:LAC",
+            "LAC as the paper trains it: Stage I + II only, without our exact-expectation ratio fit", weights="stage2")
 METHODS.add("lac-language", "methods.lac.method:LAC", "LAC ablation: language-guided selector instead of flow",
             weights="language", motion="language")
 

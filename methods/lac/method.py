@@ -7,8 +7,9 @@
   4. stochastic recovery: with probability p_recover, a random `recover_fraction` of the cached tokens is
      recomputed instead (seeded per episode).
 Variants: fixed ratio without the predictor (`fixed_ratio`), no recovery (`p_recover=0`), modules trained
-without Stage I (`weights=no-stage1`), and a language-guided selector (`motion=language`: the previous
-step's layer-15 text→vision attention replaces the flow channels).
+without Stage I (`weights=no-stage1`) or without our ratio fit (`weights=stage2`: the paper's two stages), and
+a language-guided selector (`motion=language`: the previous step's layer-15 text→vision attention replaces the
+flow channels).
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ from methods.lac.flow import FLOW_BACKENDS, lac_input
 from methods.lac.nets import CANDIDATE_RATIOS, LACNet
 
 ASSETS = Path(__file__).resolve().parents[2] / "bench" / "assets" / "lac-tiny"
-WEIGHTS = {"full": "lac.safetensors", "no-stage1": "lac_no_stage1.safetensors", "language": "lac_language.safetensors"}
+WEIGHTS = {"full": "lac.safetensors", "stage2": "lac_stage2.safetensors", "no-stage1": "lac_no_stage1.safetensors",
+           "language": "lac_language.safetensors"}
 
 
 @dataclass
 class LACConfig:
-    weights: str = "full"  # full | no-stage1 | language | a path to a .safetensors file
+    weights: str = "full"  # full | stage2 (before the ratio fit) | no-stage1 | language | a .safetensors path
     motion: str = "flow"  # flow | language
     fixed_ratio: float = -1.0  # ≥ 0: no predictor, always cache this share
     p_recover: float = 0.1

@@ -8,6 +8,10 @@ Stage II (end to end): the previous frame's full prefill fills the KV cache; the
   (Gumbel-softmax, straight-through); loss = CE(7 action tokens | teacher tokens) + λ·L_ratio,
   L_ratio = −Σ_j p̃_j r_j. Target tokens = the full-compute model's own greedy tokens (teacher mode) or the
   demos' action tokens (demo mode, ``data``).
+Ratio fit (ours, ``ratio_fit_steps`` > 0; docs/lac.md): one Gumbel sample per pair left the predictor constant, so
+  with the selector fixed we tabulate the Stage II task loss of every pair at every candidate ratio and fit the
+  predictor to each pair's optimum of the paper's loss, CE_j − λ r_j (softened by a temperature).
+  ``lac_stage2.safetensors`` keeps the modules from before the fit (the `lac-no-ratio-fit` variant).
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ class LACTrainConfig:
     teacher_data: str = ""  # reuse a teacher.npz from an earlier run (default: <out>/teacher.npz)
     data: list[str] = field(default_factory=list)  # demo mode: LIBERO-layout demo files/folders
     demos: int = 8  # demo mode: demos to take a window of steps_per_rollout frames from
+    ratio_fit_steps: int = 300  # predictor fit to per-frame targets from the Stage II loss (0: the paper's two stages)
+    ratio_fit_lr: float = 3e-3
+    ratio_fit_temperature: float = 0.05  # T of the targets q ∝ exp(−(CE_j − λ r_j)/T)
 
 
 def stage1_step(net: LACNet, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -53,32 +60,79 @@ def stage1_step(net: LACNet, x: torch.Tensor, target: torch.Tensor) -> torch.Ten
     return F.mse_loss(scores, target)
 
 
-def stage2_loss(net: LACNet, policy: Any, sample: dict, cfg: LACTrainConfig) -> tuple[torch.Tensor, dict]:
-    """One (previous, current) frame pair through the frozen VLA with a soft cache mask."""
+def cached_ce(policy: Any, prev: torch.Tensor, cur: torch.Tensor, tokens: Any, mask: torch.Tensor) -> torch.Tensor:
+    """Mean CE of the 7 target tokens when ``prev``'s full prefill is the cache and ``cur``'s prefill mixes
+    fresh and cached visual K/V by ``mask`` (1 = recompute), decoding teacher-forced."""
     model = policy.model
     lm = model.language_model
-    ratios = torch.tensor(CANDIDATE_RATIOS)
-    prev, cur = sample["prev"], sample["cur"]  # prefill embeddings of the two frames (precomputed, frozen)
     with torch.no_grad():
         cache = model.new_cache(prev.shape[1])
         lm.prefill(prev, cache)  # the previous control step: full compute fills every slot
         cache.steps += 1
-    scores, logits = net(sample["x"].float())
-    p, ratio = gumbel_ratio(logits, ratios, cfg.tau)
-    mask = soft_cache_mask(scores, ratio, cfg.tau_s)[0]
     mix = torch.ones(cache.capacity)
     mix = torch.cat([mix[:1], mask, mix[1 + mask.numel():]])
     n = cur.shape[1]
     hidden, _ = lm.prefill(cur, cache, None, None, soft_mix=mix)
-    teacher = torch.as_tensor(sample["tokens"])
+    teacher = torch.as_tensor(tokens)
     ce = [F.cross_entropy(lm.logits(hidden, None), teacher[:1])]
     for i in range(6):
         hidden = lm.decode(teacher[i : i + 1], n + i, n + i, cache, None)
         ce.append(F.cross_entropy(lm.logits(hidden, None), teacher[i + 1 : i + 2]))
-    task = torch.stack(ce).mean()
+    return torch.stack(ce).mean()
+
+
+def stage2_loss(net: LACNet, policy: Any, sample: dict, cfg: LACTrainConfig) -> tuple[torch.Tensor, dict]:
+    """One (previous, current) frame pair through the frozen VLA with a soft cache mask."""
+    ratios = torch.tensor(CANDIDATE_RATIOS)
+    scores, logits = net(sample["x"].float())
+    p, ratio = gumbel_ratio(logits, ratios, cfg.tau)
+    mask = soft_cache_mask(scores, ratio, cfg.tau_s)[0]
+    task = cached_ce(policy, sample["prev"], sample["cur"], sample["tokens"], mask)
     l_ratio = -(p * ratios).sum()
     metrics = {"ce": task.item(), "ratio": ratio.item(), "cached": 1 - mask.mean().item()}
     return task + cfg.lam * l_ratio, metrics
+
+
+@torch.no_grad()
+def ratio_table(net: LACNet, policy: Any, samples: list[dict], log=print) -> torch.Tensor:
+    """[pairs, candidates]: the Stage II task loss of every pair at every candidate ratio, selector frozen."""
+    rows = []
+    for i, sample in enumerate(samples):
+        scores, _ = net(sample["x"].float())
+        rows.append([cached_ce(policy, sample["prev"], sample["cur"], sample["tokens"],
+                               soft_cache_mask(scores, torch.tensor([r]), 1.0)[0]).item()  # forward: the hard mask
+                     for r in CANDIDATE_RATIOS])
+        if (i + 1) % 100 == 0:
+            log(f"ratio table: {i + 1}/{len(samples)} pairs")
+    return torch.tensor(rows)
+
+
+def fit_ratio(net: LACNet, x: torch.Tensor, ce: torch.Tensor, cfg: LACTrainConfig) -> list[dict]:
+    """Fit the predictor (the selector is a separate branch, untouched) to each pair's Boltzmann target
+    q_j ∝ exp(−(CE_j − λ r_j)/T) by cross-entropy; full batch.
+
+    q is the per-frame optimum of the paper's loss, softened by T. Minimising the expectation Σ_j p_j (CE_j − λ r_j)
+    directly collapsed to the best constant ratio, even on features that separate the frames (docs/lac.md)."""
+    with torch.no_grad():
+        pooled = torch.cat([net.predictor.pooled_input(x[i : i + 128]) for i in range(0, len(x), 128)])
+    cost = ce - cfg.lam * torch.tensor(CANDIDATE_RATIOS)
+    target, best = (-cost / cfg.ratio_fit_temperature).softmax(-1), cost.argmin(1)
+    opt = torch.optim.Adam(net.predictor.parameters(), lr=cfg.ratio_fit_lr)
+    history = []
+    for step in range(cfg.ratio_fit_steps):
+        logp = net.predictor.from_pooled(pooled).log_softmax(-1)
+        loss = -(target * logp).sum(-1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 10 == 0 or step == cfg.ratio_fit_steps - 1:
+            pick = logp.argmax(-1)
+            history.append({"step": step, "loss": loss.item(), "cost_of_pick": cost.gather(1, pick[:, None]).mean().item(),
+                            "best_constant_cost": cost.mean(0).min().item(),
+                            "oracle_cost": cost.min(1).values.mean().item(),
+                            "agree_oracle": (pick == best).float().mean().item(),
+                            "ratio_mean": torch.tensor(CANDIDATE_RATIOS)[pick].mean().item()})
+    return history
 
 
 @torch.no_grad()
@@ -93,7 +147,8 @@ def frame_embeddings(policy: Any, data: dict) -> list[list[torch.Tensor]]:
 
 
 def train_lac(policy: Any, cfg: LACTrainConfig, out: Path, log=print) -> Path:
-    """Both stages with checkpoints (resume on rerun); writes lac.safetensors, config, curves."""
+    """Both stages and the ratio fit, with checkpoints (resume on rerun); writes lac.safetensors (and
+    lac_stage2.safetensors, the modules before the fit), train_config.json, loss_curves.png."""
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     for p in policy.model.parameters():
@@ -133,13 +188,16 @@ def train_lac(policy: Any, cfg: LACTrainConfig, out: Path, log=print) -> Path:
         state = {**state, "stage": 2, "step": 0}
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr / 3)
     embeds = frame_embeddings(policy, data)
-    while state["step"] < cfg.stage2_steps:
+
+    def sample(i: int) -> dict:
+        e, t = keys[i]
+        return {"prev": embeds[e][t - 1], "cur": embeds[e][t], "x": x_all[i : i + 1], "tokens": data["tokens"][e, t]}
+
+    while state["stage"] == 2 and state["step"] < cfg.stage2_steps:
         opt.zero_grad()
         metrics = []
         for i in rng.choice(len(keys), cfg.batch // 2):
-            e, t = keys[i]
-            sample = {"prev": embeds[e][t - 1], "cur": embeds[e][t], "x": x_all[i : i + 1], "tokens": data["tokens"][e, t]}
-            loss, m = stage2_loss(net, policy, sample, cfg)
+            loss, m = stage2_loss(net, policy, sample(i), cfg)
             (loss / (cfg.batch // 2)).backward()
             metrics.append(m)
         opt.step()
@@ -150,12 +208,32 @@ def train_lac(policy: Any, cfg: LACTrainConfig, out: Path, log=print) -> Path:
             log(f"stage II step {state['step']}/{cfg.stage2_steps}: ce {np.mean([h['ce'] for h in recent]):.3f} "
                 f"ratio {np.mean([h['ratio'] for h in recent]):.2f}")
             torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "state": state}, ckpt)
+    if state["stage"] == 2:
+        save_weights(net, out / "lac_stage2.safetensors")
+        state = {**state, "stage": 3}
+        torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "state": state}, ckpt)
+    if cfg.ratio_fit_steps and "ratio_fit" not in state["history"]:
+        table_path = out / "ratio_table.npy"  # the expensive part (5 prefills per pair): kept for a rerun
+        if table_path.exists():
+            ce = torch.from_numpy(np.load(table_path))
+        else:
+            ce = ratio_table(net, policy, [sample(i) for i in range(len(keys))], log)
+            np.save(table_path, ce.numpy())
+        state["history"]["ratio_fit"] = fit_ratio(net, x_all, ce, cfg)
+        last = state["history"]["ratio_fit"][-1]
+        log(f"ratio fit: CE − λr of the picks {last['cost_of_pick']:.3f} (best constant ratio "
+            f"{last['best_constant_cost']:.3f}, per-pair optimum {last['oracle_cost']:.3f}), pick = optimum on "
+            f"{last['agree_oracle']:.0%} of pairs, mean ratio {last['ratio_mean']:.2f}")
     final = out / "lac.safetensors"
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(final))
+    save_weights(net, final)
     (out / "train_config.json").write_text(json.dumps({**asdict(cfg), "candidate_ratios": CANDIDATE_RATIOS,
                                                        "history": state["history"]}, indent=1))
     plot_curves(state["history"], out / "loss_curves.png")
     return final
+
+
+def save_weights(net: LACNet, path: Path) -> None:
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
 
 
 def plot_curves(history: dict, path: Path) -> None:
@@ -164,7 +242,7 @@ def plot_curves(history: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), dpi=110)
+    fig, axes = plt.subplots(1, 4, figsize=(14.5, 3.2), dpi=110)
     if history["stage1"]:
         axes[0].plot(history["stage1"])
     axes[0].set(title="Stage I: selector vs VLA saliency (MSE)", xlabel="step")
@@ -175,6 +253,14 @@ def plot_curves(history: dict, path: Path) -> None:
     axes[2].plot([h["cached"] for h in s2], label="cached share")
     axes[2].set(title="Stage II: cache ratio", xlabel="step")
     axes[2].legend(fontsize=8)
+    fit = history.get("ratio_fit", [])
+    if fit:
+        steps = [h["step"] for h in fit]
+        axes[3].plot(steps, [h["cost_of_pick"] for h in fit], label="picked ratios")
+        axes[3].plot(steps, [h["best_constant_cost"] for h in fit], ":", label="best constant ratio")
+        axes[3].plot(steps, [h["oracle_cost"] for h in fit], "--", label="per-pair optimum")
+        axes[3].legend(fontsize=8)
+    axes[3].set(title="ratio fit: CE − λr of the pick", xlabel="step")
     for a in axes:
         a.grid(alpha=0.3)
     fig.tight_layout()
