@@ -17,6 +17,7 @@ from envs.libero import CAMERA, LiberoSuite
 from envs.libero_hdf5 import append_demo, open_task_file, recorded_seeds
 
 WRIST_CAMERA = "robot0_eye_in_hand"
+SEEDS_PER_TASK = 100_000  # demo k of task t is placed with seed t·SEEDS_PER_TASK + k
 
 
 def task_file(out: Path, suite: str, task_name: str) -> Path:
@@ -39,11 +40,11 @@ def generate(suite: str, tasks: list[int] | None, per_task: int, out: Path, nois
                     "camera_size": task.protocol.image_size, "control_freq": 20, "controller": "OSC_POSE",
                     "suite": suite, "task_id": task_id}
         with open_task_file(path, task.instruction, env_args, task.bddl_file) as f:
-            done = recorded_seeds(f) | {s for s in packed if s // 100_000 == task_id}
+            done = recorded_seeds(f) | {s for s in packed if s // SEEDS_PER_TASK == task_id}
             failed = set(json.loads(f["data"].attrs.get("failed_seeds", "[]")))
         k = 0
         while len(done) < per_task and (max_attempts is None or k < max_attempts):
-            seed = task_id * 100_000 + k
+            seed = task_id * SEEDS_PER_TASK + k
             k += 1
             if seed in done or seed in failed:
                 continue
