@@ -22,6 +22,7 @@ import numpy as np
 
 from bench.core.errors import BenchError
 from bench.core.interrupt import raise_if_interrupted
+from envs.libero_placement import PLACEMENTS, correct_site_placements
 from envs.suite import EvalProtocol
 
 MAX_STEPS = {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520, "libero_90": 400}
@@ -102,22 +103,26 @@ class LiberoTask:
         self.resets_replayed = init_index  # informational: resets before this episode's own
         return self._env.set_init_state(self.init_states[init_index])
 
-    def reset_random(self, seed: int) -> dict[str, np.ndarray]:
+    def reset_random(self, seed: int, placement: str = "site-corrected") -> dict[str, np.ndarray]:
         """A fresh placement sampled from the BDDL regions (seeded), not one of the official init states.
 
-        Demos start here so a policy is never trained on the states it is evaluated on.
+        Demos start here so a policy is never trained on the states it is evaluated on. ``placement`` is
+        ``site-corrected`` (objects in or on a fixture's region where the BDDL puts them) or ``libero`` (LIBERO's
+        own reset, which drops them from ~0.9 m too high: ``envs/libero_placement.py``).
         """
+        if placement not in PLACEMENTS:
+            raise BenchError(f"placement must be one of {', '.join(PLACEMENTS)}; got {placement!r}")
         if self._env is None:
             self._new_env()
         np.random.seed(seed)
-        obs = _reset_retrying(self._env)
+        obs = _reset_retrying(self._env, correct_sites=placement == "site-corrected")
         self._resets_done = 10**9  # the official reset chain must be replayed from scratch afterwards
         return obs
 
-    def start(self, init_index: int | None, seed: int = 0) -> dict[str, np.ndarray]:
-        """Reset (official init state ``init_index``, or a fresh placement seeded by ``seed`` when it is None),
+    def start(self, init_index: int | None, seed: int = 0, placement: str = "site-corrected") -> dict[str, np.ndarray]:
+        """Reset (official init state ``init_index``, or a fresh ``placement`` seeded by ``seed`` when it is None),
         then the protocol's settle steps; returns the first observation a policy or the expert acts on."""
-        obs = self.reset(init_index) if init_index is not None else self.reset_random(seed)
+        obs = self.reset(init_index) if init_index is not None else self.reset_random(seed, placement)
         for _ in range(self.protocol.wait_steps):
             raise_if_interrupted()
             obs, _ = self.step(np.asarray(self.protocol.wait_action))
@@ -138,15 +143,19 @@ class LiberoTask:
             self._env = None
 
 
-def _reset_retrying(env: Any) -> dict[str, np.ndarray]:
+def _reset_retrying(env: Any, correct_sites: bool = False) -> dict[str, np.ndarray]:
     """``ControlEnv.reset`` without its ``finally: continue``: retry on RandomizationError only (as it does,
-    consuming the same RNG draws), so Ctrl-C and real errors propagate instead of looping forever."""
+    consuming the same RNG draws), so Ctrl-C and real errors propagate instead of looping forever.
+    ``correct_sites`` re-places site-conditioned objects after each reset (a failed re-placement retries too)."""
     from robosuite.utils.errors import RandomizationError
 
     while True:
         raise_if_interrupted()
         try:
-            return env.env.reset()
+            obs = env.env.reset()
+            if correct_sites and correct_site_placements(env.env):
+                obs = env.env._get_observations(force_update=True)
+            return obs
         except RandomizationError:
             continue
 

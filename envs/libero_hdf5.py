@@ -4,7 +4,7 @@ Layout (one file per task, ``<task name>_demo.hdf5``)::
 
     data/                  attrs: problem_info (JSON, has language_instruction), env_args (JSON),
                                   bddl_file_name, num_demos, total, macros_image_convention="opengl"
-    data/demo_<i>/         attrs: num_samples, init_state, plus ours: seed, expert_noise
+    data/demo_<i>/         attrs: num_samples, init_state, plus ours: seed, expert_noise, placement
         actions [T,7]  states [T,S]  rewards [T]  dones [T]  robot_states [T,9]
         obs/agentview_rgb [T,H,W,3]  obs/eye_in_hand_rgb  obs/ee_pos [T,3]  obs/ee_ori [T,3]
         obs/ee_states [T,6]  obs/gripper_states [T,2]  obs/joint_states [T,7]
@@ -36,6 +36,7 @@ class Demo:
     agentview: np.ndarray  # [T, H, W, 3] uint8, OpenGL orientation
     name: str
     seed: int | None = None  # the placement seed of our generated demos (absent in the official datasets)
+    placement: str | None = None  # how that seed was placed (envs/libero_placement.py); absent before it was named
 
 
 def open_task_file(path: Path, instruction: str, env_args: dict, bddl_file: str) -> h5py.File:
@@ -56,13 +57,13 @@ def recorded_seeds(f: h5py.File) -> set[int]:
     return {int(g.attrs["seed"]) for g in f["data"].values() if "seed" in g.attrs}
 
 
-def append_demo(f: h5py.File, ep: ExpertEpisode, seed: int, noise: float) -> None:
+def append_demo(f: h5py.File, ep: ExpertEpisode, seed: int, noise: float, placement: str) -> None:
     """Write one successful episode as ``demo_<n>``; flushed at once so a crash loses nothing written."""
     data = f["data"]
     n = int(data.attrs["num_demos"])
     g = data.create_group(f"demo_{n}")
     T = len(ep.actions)
-    g.attrs.update(num_samples=T, init_state=ep.states[0], seed=seed, expert_noise=noise)
+    g.attrs.update(num_samples=T, init_state=ep.states[0], seed=seed, expert_noise=noise, placement=placement)
     g.create_dataset("actions", data=np.asarray(ep.actions))
     g.create_dataset("states", data=np.asarray(ep.states))
     last = np.arange(T) == T - 1  # kept demos end at the success step
@@ -96,7 +97,9 @@ def load_demos(path: str | Path) -> Iterator[Demo]:
         for name in sorted(f["data"], key=lambda s: int(s.split("_")[-1])):
             g = f["data"][name]
             seed = int(g.attrs["seed"]) if "seed" in g.attrs else None
-            yield Demo(instruction.strip(), g["actions"][()], g["obs/agentview_rgb"][()], f"{Path(path).stem}/{name}", seed)
+            placement = str(g.attrs["placement"]) if "placement" in g.attrs else None
+            yield Demo(instruction.strip(), g["actions"][()], g["obs/agentview_rgb"][()], f"{Path(path).stem}/{name}",
+                       seed, placement)
 
 
 def demo_files(root: str | Path) -> list[Path]:

@@ -58,4 +58,5 @@ def fake_demo_file(path: Path, n_demos: int = 2, T: int = 6) -> None:
                     "robot0_eef_pos": rng.normal(size=3), "robot0_eef_quat": np.array([0, 0, 0, 1.0]),
                     "robot0_gripper_qpos": rng.normal(size=2), "robot0_joint_pos": rng.normal(size=7)} for _ in range(T)]
             actions = [np.append(rng.uniform(-1, 1, 6), rng.choice([-1.0, 1.0])) for _ in range(T)]
-            append_demo(f, ExpertEpisode(True, T, actions, [rng.normal(size=10) for _ in range(T)], obs), seed, 0.0)
+            append_demo(f, ExpertEpisode(True, T, actions, [rng.normal(size=10) for _ in range(T)], obs), seed, 0.0,
+                        "site-corrected")

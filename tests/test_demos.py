@@ -28,6 +28,44 @@ def test_expert_solves_official_init_states(suite, task_id, init_index):
     assert ep.success and ep.steps < task.protocol.max_steps
 
 
+def _bowls(task) -> dict[str, np.ndarray]:
+    problem = task.env.env
+    return {n: problem.sim.data.body_xpos[b].copy() for n, b in problem.obj_body_id.items() if "bowl" in n}
+
+
+def test_site_corrected_placement_puts_the_drawer_bowl_in_the_drawer():
+    """libero_spatial task 4: LIBERO's own fresh reset starts the bowl meant for the cabinet's top drawer ~0.9 m
+    above it (the fixture position counted twice); the corrected placement starts it at the drawer's site, as the
+    official init states do (bowl bottom at the site), and the cabinet-top bowl 4.5 cm above that site."""
+    task = LiberoSuite("libero_spatial").task(4, cameras=(), hard_reset=False)
+    sim = lambda: task.env.env.sim  # noqa: E731
+    task.reset_random(400_000, placement="libero")
+    drawer = sim().data.get_site_xpos("wooden_cabinet_1_top_region").copy()
+    assert _bowls(task)["akita_black_bowl_1"][2] > drawer[2] + 0.5
+    task.reset_random(400_000)
+    bowls = _bowls(task)
+    drawer, top = (sim().data.get_site_xpos(s).copy() for s in ("wooden_cabinet_1_top_region", "wooden_cabinet_1_top_side"))
+    assert np.abs(bowls["akita_black_bowl_1"] - drawer)[:2].max() < 0.03
+    assert bowls["akita_black_bowl_1"][2] == pytest.approx(drawer[2] + 0.06, abs=1e-3)
+    assert np.abs(bowls["akita_black_bowl_2"] - top)[:2].max() < 0.07
+    assert bowls["akita_black_bowl_2"][2] == pytest.approx(top[2] + 0.105, abs=1e-3)
+    first = task.env.env.sim.get_state().flatten()
+    task.reset_random(400_000)
+    assert np.array_equal(task.env.env.sim.get_state().flatten(), first)  # seeded: the same scene again
+    task.close()
+
+
+def test_site_corrected_placement_leaves_suites_without_fixture_regions_alone():
+    """libero_object has no object in or on a fixture region: both placements give the same scene, which is why its
+    packs' seeds stand for either."""
+    task = LiberoSuite("libero_object").task(2, cameras=(), hard_reset=False)
+    task.reset_random(200_003, placement="libero")
+    raw = task.env.env.sim.get_state().flatten()
+    task.reset_random(200_003)
+    assert np.array_equal(task.env.env.sim.get_state().flatten(), raw)
+    task.close()
+
+
 def test_generated_demo_has_the_libero_layout_and_resumes(tmp_path):
     counts = generate("libero_object", [1], 1, tmp_path, noise=0.05, progress=lambda m: None)
     assert counts == {1: (1, 0)}
@@ -57,7 +95,8 @@ def test_generated_demo_has_the_libero_layout_and_resumes(tmp_path):
     # a pack records each demo's seed; a machine holding only the pack continues it instead of remaking it
     from bench.harness.train.demo_frames import read_hdf5_demos
 
-    assert read_hdf5_demos(tmp_path, log=lambda m: None).demos[0]["seed"] == 100_000
+    packed_demo = read_hdf5_demos(tmp_path, log=lambda m: None).demos[0]
+    assert (packed_demo["seed"], packed_demo["placement"]) == (100_000, "site-corrected")
     packed = frozenset({100_000, 100_001, 5})  # seed 5 is task 0's: it does not count for task 1
     assert generate("libero_object", [1], 2, tmp_path / "new", packed=packed, progress=lambda m: None) == {1: (2, 0)}
     assert all(not list(load_demos(f)) for f in (tmp_path / "new").rglob("*.hdf5"))

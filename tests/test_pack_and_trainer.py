@@ -223,10 +223,15 @@ def test_device_script_runs_without_libero(pack, tmp_path):
     assert r.returncode == 2 and "is not a pack" in r.stderr
 
 
-def test_packed_seeds_are_read_per_suite(tmp_path):
+def test_packed_seeds_are_read_per_suite_and_placement(tmp_path):
     from bench.harness.train.pack import packed_seeds
 
-    demos = [{"suite": "libero_object", "seed": 3}, {"suite": "libero_object", "seed": 100_004},
-             {"suite": "libero_spatial", "seed": 7}, {"suite": "libero_object", "source": "official/demo_0"}]
+    fixed = "site-corrected"
+    demos = [{"suite": "libero_object", "seed": 3, "placement": fixed}, {"suite": "libero_object", "seed": 100_004,
+             "placement": fixed}, {"suite": "libero_spatial", "seed": 7, "placement": fixed},
+             {"suite": "libero_object", "source": "official/demo_0"},
+             {"suite": "libero_object", "seed": 9}]  # no placement recorded: made by LIBERO's own reset
     (tmp_path / "pack.json").write_text(json.dumps({"demos": demos}))
-    assert packed_seeds(tmp_path, "libero_object") == {3, 100_004} and packed_seeds(tmp_path, "libero_goal") == set()
+    assert packed_seeds(tmp_path, "libero_object", fixed) == {3, 100_004}
+    assert packed_seeds(tmp_path, "libero_goal", fixed) == set()
+    assert packed_seeds(tmp_path, "libero_object", "libero") == {9}

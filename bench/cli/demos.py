@@ -60,20 +60,27 @@ def generate_command(
     wrist: Annotated[bool, typer.Option(help="also render obs/eye_in_hand_rgb (about 2× slower)")] = False,
     packed: Annotated[list[Path] | None, typer.Option(help="a committed pack whose demos count towards --per-task "
                                                            "and are not made again (repeatable)")] = None,
+    placement: Annotated[str, typer.Option(help="site-corrected: objects in or on a fixture's region where the BDDL "
+                                                "puts them; libero: LIBERO's own reset, which drops them from ~0.9 m "
+                                                "too high (envs/libero_placement.py)")] = "site-corrected",
 ) -> None:
     """Write successful expert demos from fresh placements (never the official init states); resumable."""
-    from bench.harness.demos.generate import generate
+    from bench.harness.demos.generate import SEEDS_PER_TASK, generate
     from bench.harness.train.pack import is_pack, packed_seeds
+    from envs.libero_placement import PLACEMENTS
 
     for p in packed or []:
         if not is_pack(p):
             raise BenchError(f"--packed {p}: not a pack (no pack.json); packs are written by `bench demos pack`")
-    seeds = frozenset().union(*(packed_seeds(p, _suite(suite)) for p in packed or []))
+    if placement not in PLACEMENTS:
+        raise BenchError(f"--placement {placement!r}: choose one of {', '.join(PLACEMENTS)}")
+    seeds = frozenset().union(*(packed_seeds(p, _suite(suite), placement) for p in packed or []))
     counts = generate(_suite(suite), parse_tasks(tasks), per_task, out, noise=noise, wrist=wrist, packed=seeds,
-                      progress=lambda m: console.print(m, highlight=False))
+                      placement=placement, progress=lambda m: console.print(m, highlight=False))
     kept = sum(n for n, _ in counts.values())
     failed = sum(f for _, f in counts.values())
-    console.print(f"{kept} successful demos ({len(seeds)} of them in packs; {failed} failed attempts discarded) "
+    in_packs = sum(s // SEEDS_PER_TASK in counts for s in seeds)
+    console.print(f"{kept} successful demos ({in_packs} of them in packs; {failed} failed attempts discarded) "
                   f"under {out / _suite(suite)}")
 
 

@@ -29,6 +29,7 @@ from envs.libero import LiberoSuite
 from envs.libero_hdf5 import append_demo, open_task_file, recorded_seeds
 
 SEED_BASE = 700_000  # demos use task_id·100000 + k (k < 100000 in practice): these never collide
+PLACEMENT = "site-corrected"  # fresh placements as LIBERO meant them (envs/libero_placement.py)
 
 
 def dagger_round(policy, suite: str, tasks: list[int] | None, episodes: int, out: Path, takeover: int = 100,
@@ -53,7 +54,7 @@ def dagger_round(policy, suite: str, tasks: list[int] | None, episodes: int, out
                 continue
             ep, row = labelled_rollout(policy, task, seed, takeover)
             with open_task_file(path, task.instruction, env_args, task.bddl_file) as f:
-                append_demo(f, ep, seed, 0.0)
+                append_demo(f, ep, seed, 0.0, PLACEMENT)
                 f["data"][f"demo_{int(f['data'].attrs['num_demos']) - 1}"].attrs.update(
                     dagger=1, policy_success=row["policy_success"])
             with report.open("a") as r:
@@ -67,7 +68,7 @@ def dagger_round(policy, suite: str, tasks: list[int] | None, episodes: int, out
 
 def labelled_rollout(policy, task, seed: int, takeover: int) -> tuple[ExpertEpisode, dict]:
     protocol = task.protocol
-    obs = task.start(None, seed)
+    obs = task.start(None, seed, PLACEMENT)
     policy.reset(task.instruction, seed)
     env = task.env
     ep, phases, saved, solved = ExpertEpisode(success=False, steps=0), Counter(), None, False

@@ -11,11 +11,11 @@ PROPRIO_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "rob
 
 
 def run_expert(task: LiberoTask, init_index: int | None, noise: float = 0.0, seed: int = 0, record: bool = False,
-               max_steps: int | None = None) -> ExpertEpisode:
-    """Reset (official init state, or a fresh placement seeded by ``seed`` when ``init_index`` is None),
+               max_steps: int | None = None, placement: str = "site-corrected") -> ExpertEpisode:
+    """Reset (official init state, or a fresh ``placement`` seeded by ``seed`` when ``init_index`` is None),
     settle, then let the expert act until success or the step budget."""
     protocol = task.protocol
-    obs = task.start(init_index, seed)
+    obs = task.start(init_index, seed, placement)
     env = task.env
     rng = np.random.default_rng(seed)
     ep = ExpertEpisode(success=False, steps=0)

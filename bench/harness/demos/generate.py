@@ -1,7 +1,8 @@
 """``bench demos generate``: successful scripted-expert demos per task, appended to LIBERO-layout files.
 
-Demos start from fresh placements sampled from the task's BDDL regions (seed = task_id·100000 + k), never
-from the 50 official init states used for evaluation. Resume: seeds already written (or recorded as failed)
+Demos start from fresh placements sampled from the task's BDDL regions (seed = task_id·100000 + k; objects in or on
+a fixture's region placed where LIBERO meant them to be, ``envs/libero_placement.py``), never from the 50
+official init states used for evaluation. Resume: seeds already written (or recorded as failed)
 are skipped, so a rerun continues where a crash or Ctrl-C stopped; seeds already in a committed pack
 (``--packed``) are skipped and counted, so a new machine continues a pack instead of remaking it.
 """
@@ -26,9 +27,10 @@ def task_file(out: Path, suite: str, task_name: str) -> Path:
 
 def generate(suite: str, tasks: list[int] | None, per_task: int, out: Path, noise: float = 0.05,
              wrist: bool = False, max_attempts: int | None = None, packed: frozenset[int] = frozenset(),
-             progress: Callable[[str], None] = print) -> dict[int, tuple[int, int]]:
+             placement: str = "site-corrected", progress: Callable[[str], None] = print) -> dict[int, tuple[int, int]]:
     """Write successful demos until each task has ``per_task``, counting those in the files and the ``packed``
-    seeds (demos already in a committed pack, made on an earlier machine); returns {task_id: (demos, failed)}."""
+    seeds (demos already in a committed pack, made on an earlier machine, with the same ``placement``: the
+    caller filters them); returns {task_id: (demos, failed)}."""
     libero = LiberoSuite(suite)
     cameras = (CAMERA, WRIST_CAMERA) if wrist else (CAMERA,)
     counts = {}
@@ -48,11 +50,11 @@ def generate(suite: str, tasks: list[int] | None, per_task: int, out: Path, nois
             k += 1
             if seed in done or seed in failed:
                 continue
-            ep = run_expert(task, None, noise=noise, seed=seed, record=True)
+            ep = run_expert(task, None, noise=noise, seed=seed, record=True, placement=placement)
             # the file is open only while one demo is appended, so a kill mid-rollout cannot corrupt it
             with open_task_file(path, task.instruction, env_args, task.bddl_file) as f:
                 if ep.success:
-                    append_demo(f, ep, seed, noise)
+                    append_demo(f, ep, seed, noise, placement)
                     done.add(seed)
                 else:
                     failed.add(seed)

@@ -33,7 +33,7 @@ class DemoFrames:
     frames: np.ndarray  # [N, 224, 224, 3] uint8
     actions: np.ndarray  # [N, 7] float64, arm un-normalised, gripper 1 = open … 0 = closed
     demo_index: np.ndarray  # [N] int32: which entry of ``demos`` each frame belongs to
-    demos: list[dict]  # per demo: instruction, suite, source, frames (and seed, for generated demos)
+    demos: list[dict]  # per demo: instruction, suite, source, frames (and seed, placement for generated demos)
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -73,7 +73,8 @@ def read_hdf5_demos(root: str | Path, size: int = 224, log: Callable[[str], None
             actions.append(a)
             index.append(np.full(len(a), len(demos), np.int32))
             demos.append({"instruction": demo.instruction, "suite": suite, "source": demo.name, "frames": len(a),
-                          **({"seed": demo.seed} if demo.seed is not None else {})})
+                          **({"seed": demo.seed} if demo.seed is not None else {}),
+                          **({"placement": demo.placement} if demo.placement is not None else {})})
         log(f"loaded {path.name}")
     if not demos:
         raise BenchError(f"no .hdf5 demo files under {root}")

@@ -4,7 +4,7 @@ A pack is a folder that travels with the code to a GPU machine that has PyTorch 
 
     frames.mp4      every frame (224 px, after rotation, JPEG round trip and lanczos resize), H.264 yuv420p
     labels.npz      actions [N, 7] (un-normalised, gripper 1 = open), demo_index [N], frame_means [N, 3]
-    pack.json       demos (instruction, suite, source, frames, seed), codec settings and error, content hash
+    pack.json       demos (instruction, suite, source, frames, seed, placement), codec settings and error, content hash
     tokenizer.json  the word tokenizer of every LIBERO instruction (what a from-scratch model is trained with)
 
 Tokens are made at load time (``bc_data.tokenise``) so a fine-tune can use its checkpoint's norm stats.
@@ -82,12 +82,14 @@ def load_pack(path: str | Path, log: Callable[[str], None] = print) -> DemoFrame
     return DemoFrames(frames, actions, demo_index.astype(np.int32), meta["demos"])
 
 
-def packed_seeds(path: str | Path, suite: str) -> set[int]:
-    """Placement seeds of ``suite``'s demos in a pack (so ``bench demos generate`` does not make them again)."""
+def packed_seeds(path: str | Path, suite: str, placement: str) -> set[int]:
+    """Seeds of ``suite``'s demos in a pack placed by ``placement`` (so ``bench demos generate`` does not make
+    them again); a demo without a recorded placement was placed by LIBERO's own reset, ``libero``."""
     path = Path(path)
     with reading(path / "pack.json", "pack manifest"):
         demos = json.loads((path / "pack.json").read_text())["demos"]
-    return {int(d["seed"]) for d in demos if d["suite"] == suite and "seed" in d}
+    return {int(d["seed"]) for d in demos
+            if d["suite"] == suite and "seed" in d and d.get("placement", "libero") == placement}
 
 
 def pack_tokenizer_dir(roots: list[str]) -> Path | None:
