@@ -209,3 +209,31 @@ def test_ratio_fit_learns_each_pair_s_best_candidate_and_leaves_the_selector_alo
     assert picks == [0.8] * 6 + [0.2] * 6
     assert history[-1]["agree_oracle"] == 1.0 and history[-1]["cost_of_pick"] == pytest.approx(history[-1]["oracle_cost"])
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in selector.items())
+
+
+def test_ratio_table_scores_each_candidate_as_from_its_own_full_prefill(policy_images):
+    """The table prefills the previous frame once per pair and copies the cache per candidate: each entry is the
+    loss ``cached_ce`` gives with a prefill of its own, bit for bit, and the copy leaves the original untouched."""
+    from bench.core.models.processor import action_tokens
+    from bench.harness.openvla_policy import TINY_CHECKPOINT, OpenVLAPolicy
+    from methods.lac.train import cached_ce, frame_embeddings, previous_step_cache, ratio_table
+    from methods.lac.train_data import SaliencyProbe
+
+    policy = OpenVLAPolicy("tiny-openvla", TINY_CHECKPOINT, SaliencyProbe(), "libero_object")
+    data = {"frames": [policy_images[:2]], "instructions": np.array(["pick up the ketchup and place it in the basket"])}
+    prev, cur = frame_embeddings(policy, data)[0]
+    torch.manual_seed(0)
+    net = LACNet()
+    x = lac_input(policy_images[1], policy_images[0])
+    tokens = action_tokens(np.linspace(-0.9, 0.9, 7)[None], policy.model.cfg.n_text_vocab)[0].tolist()
+    sample = {"prev": prev, "cur": cur, "x": x, "tokens": tokens}
+    table = ratio_table(net, policy, [sample], log=lambda m: None)[0]
+    scores, _ = net(x.float())
+    with torch.no_grad():
+        own = [cached_ce(policy, prev, cur, sample["tokens"], soft_cache_mask(scores, torch.tensor([r]), 1.0)[0])
+               for r in CANDIDATE_RATIOS]
+        assert table.tolist() == [c.item() for c in own]
+        full = previous_step_cache(policy, prev)
+        before = [t.clone() for t in full.k]
+        cached_ce(policy, prev, cur, sample["tokens"], torch.zeros(len(scores[0])), cache=full.copy())
+    assert all(torch.equal(a, b) for a, b in zip(before, full.k, strict=True))

@@ -60,15 +60,23 @@ def stage1_step(net: LACNet, x: torch.Tensor, target: torch.Tensor) -> torch.Ten
     return F.mse_loss(scores, target)
 
 
-def cached_ce(policy: Any, prev: torch.Tensor, cur: torch.Tensor, tokens: Any, mask: torch.Tensor) -> torch.Tensor:
-    """Mean CE of the 7 target tokens when ``prev``'s full prefill is the cache and ``cur``'s prefill mixes
-    fresh and cached visual K/V by ``mask`` (1 = recompute), decoding teacher-forced."""
+def previous_step_cache(policy: Any, prev: torch.Tensor) -> Any:
+    """The cache after the previous control step: ``prev``'s full prefill fills every slot."""
     model = policy.model
-    lm = model.language_model
     with torch.no_grad():
         cache = model.new_cache(prev.shape[1])
-        lm.prefill(prev, cache)  # the previous control step: full compute fills every slot
+        model.language_model.prefill(prev, cache)
         cache.steps += 1
+    return cache
+
+
+def cached_ce(policy: Any, prev: torch.Tensor, cur: torch.Tensor, tokens: Any, mask: torch.Tensor,
+              cache: Any = None) -> torch.Tensor:
+    """Mean CE of the 7 target tokens when ``prev``'s full prefill is the cache and ``cur``'s prefill mixes
+    fresh and cached visual K/V by ``mask`` (1 = recompute), decoding teacher-forced. ``cache``: that full
+    prefill already computed (it is written to)."""
+    lm = policy.model.language_model
+    cache = previous_step_cache(policy, prev) if cache is None else cache
     mix = torch.ones(cache.capacity)
     mix = torch.cat([mix[:1], mask, mix[1 + mask.numel():]])
     n = cur.shape[1]
@@ -95,12 +103,15 @@ def stage2_loss(net: LACNet, policy: Any, sample: dict, cfg: LACTrainConfig) -> 
 
 @torch.no_grad()
 def ratio_table(net: LACNet, policy: Any, samples: list[dict], log=print) -> torch.Tensor:
-    """[pairs, candidates]: the Stage II task loss of every pair at every candidate ratio, selector frozen."""
+    """[pairs, candidates]: the Stage II task loss of every pair at every candidate ratio, selector frozen; the
+    previous frame's full prefill is computed once per pair and copied for each candidate."""
     rows = []
     for i, sample in enumerate(samples):
         scores, _ = net(sample["x"].float())
+        full = previous_step_cache(policy, sample["prev"])
         rows.append([cached_ce(policy, sample["prev"], sample["cur"], sample["tokens"],
-                               soft_cache_mask(scores, torch.tensor([r]), 1.0)[0]).item()  # forward: the hard mask
+                               soft_cache_mask(scores, torch.tensor([r]), 1.0)[0],  # forward: the hard mask
+                               cache=full.copy()).item()
                      for r in CANDIDATE_RATIOS])
         if (i + 1) % 100 == 0:
             log(f"ratio table: {i + 1}/{len(samples)} pairs")

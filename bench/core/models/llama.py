@@ -75,6 +75,15 @@ class KVCache:
         self.n_live = [0] * len(self.k)
         self.n_prefill = self.steps = 0
 
+    def copy(self) -> KVCache:
+        """An independent cache with the same contents (LAC's ratio table scores every candidate ratio against one
+        full prefill of the previous frame instead of recomputing it per candidate)."""
+        new = object.__new__(KVCache)
+        new.__dict__.update(self.__dict__)
+        new.k, new.v = [t.clone() for t in self.k], [t.clone() for t in self.v]
+        new.pos, new.live, new.n_live = self.pos.clone(), self.live.clone(), list(self.n_live)
+        return new
+
     def write(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: torch.Tensor) -> None:
         self.k[layer] = write_slots(self.k[layer], slots, k)
         self.v[layer] = write_slots(self.v[layer], slots, v)
