@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Train the tiny policy on a fresh GPU machine in one call: committed pack in, checkpoint out.
+# Train the tiny policy on a fresh GPU machine in one call: committed packs in, checkpoint out.
 #
 # Needs only a Python with PyTorch, safetensors, tokenizers, typer, rich, numpy, pandas, matplotlib and OpenCV
 # or imageio-ffmpeg (no LIBERO, no install step: the repository runs from its root). Writes at most 8 files,
 # each well under 16 MiB, to $OUT (or ./results/train/device): the checkpoint's config.json, model.safetensors
 # and tokenizer.json, plus training.json, loss.csv, heldout.csv and loss_curve.png.
 #
-#   bash scripts/train_on_device.sh                 # libero_object pack, CUDA, schedule sized to a 6-minute budget
+#   bash scripts/train_on_device.sh                 # every libero_object pack, CUDA, schedule sized to a 6-minute budget
+#   bash scripts/train_on_device.sh data/packs/libero_object data/packs/libero_object_b   # chosen packs
 #   DEVICE=cpu STEPS=3 BATCH=2 bash scripts/train_on_device.sh data/packs/tiny   # the same path on CPU (the test)
 #   INIT=bench/assets/tiny-openvla bash scripts/train_on_device.sh             # fine-tune the embedded policy
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PACK=${1:-data/packs/libero_object}
+DEFAULT_PACKS=(data/packs/libero_object data/packs/libero_object_b data/packs/libero_object_c
+               data/packs/libero_object_dagger1)   # 400 expert demos (40 per task) + DAgger round 1
+PACKS=("$@")
+[ ${#PACKS[@]} -eq 0 ] && PACKS=("${DEFAULT_PACKS[@]}")
 PYTHON=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
 STEPS=${STEPS:-0}            # 0: size the schedule from BUDGET_S (timed after warm-up)
@@ -33,7 +37,11 @@ if u.find_spec("cv2") is None and u.find_spec("imageio_ffmpeg") is None:
 if missing:
     raise SystemExit("missing: " + ", ".join(missing))
 EOF
-[ -f "$PACK/pack.json" ] || { echo "train_on_device: $PACK is not a pack (no pack.json); make one with bench demos pack" >&2; exit 2; }
+DATA_ARGS=()
+for PACK in "${PACKS[@]}"; do
+  [ -f "$PACK/pack.json" ] || { echo "train_on_device: $PACK is not a pack (no pack.json); make one with bench demos pack" >&2; exit 2; }
+  DATA_ARGS+=(--data "$PACK")
+done
 [ "$DEVICE" = cpu ] && COMPILE=--no-compile
 INIT_ARGS=()
 [ -n "${INIT:-}" ] && INIT_ARGS=(--init "$INIT")
@@ -41,7 +49,7 @@ BUDGET_ARGS=()
 [ "$BUDGET_S" != 0 ] && BUDGET_ARGS=(--budget-s "$BUDGET_S")
 
 mkdir -p "$DEST"
-PYTHONUNBUFFERED=1 PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m bench train policy --data "$PACK" \
+PYTHONUNBUFFERED=1 PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m bench train policy "${DATA_ARGS[@]}" \
   "${INIT_ARGS[@]}" --device "$DEVICE" --steps "$STEPS" "${BUDGET_ARGS[@]}" --batch-size "$BATCH" --lr "$LR" \
   --warmup "$WARMUP" --min-lr-frac 0.05 --augment "$AUGMENT" "$COMPILE" --save-every 300 --eval-every 500 \
   --log-every 25 --out "$RUN" 2>&1 | tee "$DEST/train.log"

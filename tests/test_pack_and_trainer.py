@@ -219,8 +219,18 @@ def test_device_script_runs_without_libero(pack, tmp_path):
                      "train.log", "training.json"]
     assert all(p.stat().st_size < 16 * 2**20 for p in (tmp_path / "out").iterdir())
     load_openvla(tmp_path / "out")
-    r = subprocess.run(["bash", "scripts/train_on_device.sh", str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True)
-    assert r.returncode == 2 and "is not a pack" in r.stderr
+    for packs in ([str(tmp_path)], [str(pack), str(tmp_path)]):  # one pack, or one of several, is not a pack
+        r = subprocess.run(["bash", "scripts/train_on_device.sh", *packs], cwd=REPO, env=env, capture_output=True,
+                           text=True)
+        assert r.returncode == 2 and f"{tmp_path} is not a pack" in r.stderr
+
+
+def test_device_script_defaults_to_every_committed_libero_object_pack():
+    listing = subprocess.run(["bash", "-c", 'eval "$(sed -n "/^DEFAULT_PACKS=/,/)/p" scripts/train_on_device.sh)"; '
+                              'printf "%s\\n" "${DEFAULT_PACKS[@]}"'], cwd=REPO, capture_output=True, text=True)
+    defaults = listing.stdout.split()
+    committed = sorted(str(p.parent.relative_to(REPO)) for p in (REPO / "data" / "packs").glob("libero_object*/pack.json"))
+    assert sorted(defaults) == committed
 
 
 def test_packed_seeds_are_read_per_suite_and_placement(tmp_path):
