@@ -8,6 +8,7 @@
 #
 #   bash scripts/train_on_device.sh                 # every libero_object pack, CUDA, schedule sized to a 6-minute budget
 #   bash scripts/train_on_device.sh data/packs/libero_object data/packs/libero_object_b   # chosen packs
+#   bash scripts/train_on_device.sh data/packs/libero_spatial data/packs/libero_spatial_b     # a libero_spatial policy
 #   DEVICE=cpu STEPS=3 BATCH=2 bash scripts/train_on_device.sh data/packs/tiny   # the same path on CPU (the test)
 #   INIT=bench/assets/tiny-openvla bash scripts/train_on_device.sh             # fine-tune the embedded policy
 set -euo pipefail

@@ -24,7 +24,7 @@ from bench.core.models.presets import tiny
 from bench.core.models.tokenizer import build_word_tokenizer
 from bench.harness.train.augment import augment, hsv_to_rgb, rgb_to_hsv
 from bench.harness.train.bc_data import DemoFrames, read_demo_frames, tokenise
-from bench.harness.train.pack import load_pack, write_pack
+from bench.harness.train.pack import abs_error_stats, load_pack, verify_content, write_pack
 from tests.conftest import ROOT as REPO
 from tests.conftest import fake_demo_file
 
@@ -245,3 +245,39 @@ def test_packed_seeds_are_read_per_suite_and_placement(tmp_path):
     assert packed_seeds(tmp_path, "libero_object", fixed) == {3, 100_004}
     assert packed_seeds(tmp_path, "libero_goal", fixed) == set()
     assert packed_seeds(tmp_path, "libero_object", "libero") == {9}
+
+
+COMMITTED_PACKS = sorted(p.parent for p in (REPO / "data" / "packs").glob("*/pack.json"))
+
+
+@pytest.mark.parametrize("pack", COMMITTED_PACKS, ids=lambda p: p.name)
+def test_committed_pack_is_intact(pack):
+    meta = json.loads((pack / "pack.json").read_text())
+    verify_content(pack, meta)
+    assert sum(d["frames"] for d in meta["demos"]) == meta["frames"]
+    assert len(np.load(pack / "labels.npz")["actions"]) == meta["frames"]
+
+
+def test_committed_expert_packs_hold_40_distinct_demos_per_task_of_object_and_spatial():
+    seeds: dict[tuple[str, int], list[int]] = {}
+    for pack in COMMITTED_PACKS:
+        for demo in json.loads((pack / "pack.json").read_text())["demos"]:
+            if "seed" in demo:  # expert demos (DAgger rollouts have no placement seed)
+                assert demo["placement"] == "site-corrected"
+                seeds.setdefault((demo["suite"], demo["seed"] // 100_000), []).append(demo["seed"])
+    for suite in ("libero_object", "libero_spatial"):
+        for task in range(10):
+            task_seeds = seeds[(suite, task)]
+            assert len(set(task_seeds)) == len(task_seeds) >= 40, (suite, task)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 9), st.integers(0, 2**32 - 1), st.integers(1, 4))
+def test_abs_error_stats_equal_numpy_on_the_whole_difference(frames, seed, chunk):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 256, (frames, 5, 4, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-12, 13, a.shape) * (rng.random(a.shape) < 0.3), 0, 255).astype(np.uint8)
+    err = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    stats = abs_error_stats(a, b, chunk=chunk)
+    assert stats["mean"] == pytest.approx(float(err.mean()), rel=1e-12)
+    assert stats["p99"] == pytest.approx(float(np.percentile(err, 99)), abs=1e-9) and stats["max"] == int(err.max())
