@@ -95,12 +95,9 @@ def load_pack(path: str | Path, log: Callable[[str], None] = print) -> DemoFrame
     return DemoFrames(frames, actions, demo_index.astype(np.int32), meta["demos"])
 
 
-def verify_content(path: str | Path, meta: dict | None = None) -> None:
+def verify_content(path: str | Path, meta: dict) -> None:
     """Refuse a pack whose frames.mp4 or labels.npz is not the one its manifest's content hash was taken of."""
     path = Path(path)
-    if meta is None:
-        with reading(path / "pack.json", "pack manifest"):
-            meta = json.loads((path / "pack.json").read_text())
     if _content_hash(path) != meta["content_sha256"]:
         raise BenchError(f"{path}: frames.mp4 or labels.npz changed since the pack was written (content hash differs)")
 
